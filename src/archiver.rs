@@ -1,0 +1,588 @@
+//! Backup of directory trees: walks the sources, reuses unchanged files from
+//! the parent snapshot, chunks and hashes new data, and builds trees bottom-up;
+//! blobs go through the [`Saver`] pipeline. A file that cannot be read is
+//! reported (and makes the backup "partial"), never silently skipped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::blob::BlobKind;
+use crate::chunker::{Cdc, ChunkStream, Cutter};
+use crate::filter::PathFilter;
+use crate::fsmeta::{self, NameCache};
+use crate::id::Id;
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::saver::Saver;
+use crate::snapshot::{Snapshot, SnapshotKind, SnapshotSummary};
+use crate::tree::{Bytes64, Extent, Node, NodeType, Tree};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub tags: Vec<String>,
+    pub host: Option<String>,
+    pub excludes: Vec<String>,
+    pub one_file_system: bool,
+    /// Re-read every file even if the parent says it is unchanged.
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceError {
+    pub path: String,
+    pub error: String,
+}
+
+#[derive(Debug)]
+pub struct BackupResult {
+    pub snapshot_id: Id,
+    pub snapshot: Snapshot,
+    pub summary: SnapshotSummary,
+    pub errors: Vec<SourceError>,
+}
+
+/// What to back up below a directory: everything, or only some children.
+#[derive(Debug)]
+enum Sel {
+    All,
+    Some(BTreeMap<Vec<u8>, Sel>),
+}
+
+fn normalize(p: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    Ok(out)
+}
+
+fn build_selection(paths: &[PathBuf]) -> Sel {
+    let mut root = Sel::Some(BTreeMap::new());
+    for p in paths {
+        let comps: Vec<Vec<u8>> = p
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.as_bytes().to_vec()),
+                _ => None,
+            })
+            .collect();
+        let mut cur = &mut root;
+        if comps.is_empty() {
+            root = Sel::All;
+            break;
+        }
+        for (i, c) in comps.iter().enumerate() {
+            let Sel::Some(map) = cur else { break };
+            let last = i + 1 == comps.len();
+            let entry = map
+                .entry(c.clone())
+                .or_insert_with(|| if last { Sel::All } else { Sel::Some(BTreeMap::new()) });
+            if last {
+                *entry = Sel::All;
+            }
+            cur = entry;
+        }
+    }
+    root
+}
+
+#[derive(Default)]
+struct Counters {
+    files_new: u64,
+    files_changed: u64,
+    files_unmodified: u64,
+    dirs_new: u64,
+    dirs_changed: u64,
+    dirs_unmodified: u64,
+    bytes: u64,
+    files: u64,
+}
+
+struct Walker<'a> {
+    repo: &'a Repository,
+    rt: tokio::runtime::Handle,
+    saver: &'a Saver,
+    cutter: Cutter,
+    excludes: PathFilter,
+    one_fs: bool,
+    force: bool,
+    names: NameCache,
+    errors: Vec<SourceError>,
+    c: Counters,
+    progress: &'a Progress,
+    hardlinks: HashMap<(u64, u64), (Vec<Extent>, u64)>,
+}
+
+enum ReadFail {
+    Source(io::Error),
+    Fatal(Error),
+}
+
+impl From<io::Error> for ReadFail {
+    fn from(e: io::Error) -> Self {
+        ReadFail::Source(e)
+    }
+}
+
+impl<'a> Walker<'a> {
+    fn report(&mut self, path: &Path, e: impl std::fmt::Display) {
+        let path = path.display().to_string();
+        tracing::warn!("{path}: {e}");
+        self.progress.errors.fetch_add(1, Relaxed);
+        self.errors.push(SourceError {
+            path,
+            error: e.to_string(),
+        });
+    }
+
+    fn load_tree(&self, id: Option<Id>) -> Option<Tree> {
+        let id = id?;
+        match self.rt.block_on(self.repo.read_tree(&id)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("parent tree {} unreadable, reading files afresh: {e}", id.short());
+                None
+            }
+        }
+    }
+
+    fn base_node(&mut self, name: &[u8], path: &Path, md: &std::fs::Metadata, kind: NodeType) -> Node {
+        let (mtime, ctime) = fsmeta::times(md);
+        let xattrs = match fsmeta::read_xattrs(path) {
+            Ok(x) => x,
+            Err(e) => {
+                self.report(path, format!("reading extended attributes: {e}"));
+                Vec::new()
+            }
+        };
+        Node {
+            name: Bytes64(name.to_vec()),
+            kind,
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            user: self.names.user(md.uid()),
+            group: self.names.group(md.gid()),
+            mtime,
+            ctime,
+            inode: md.ino(),
+            device_id: md.dev(),
+            links: md.nlink(),
+            size: 0,
+            rdev: 0,
+            target: None,
+            xattrs,
+            content: None,
+            subtree: None,
+        }
+    }
+
+    /// Builds the node for one path (recursing into directories).
+    fn entry(
+        &mut self,
+        name: &[u8],
+        path: &Path,
+        sel: &Sel,
+        parent: Option<&Node>,
+        root_dev: Option<u64>,
+    ) -> Result<Option<Node>> {
+        let md = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.report(path, e);
+                return Ok(None);
+            }
+        };
+        let Some(kind) = fsmeta::node_type(&md) else {
+            self.report(path, "unsupported file type");
+            return Ok(None);
+        };
+        let mut node = self.base_node(name, path, &md, kind);
+        match kind {
+            NodeType::Dir => {
+                let parent_tree = self.load_tree(parent.filter(|p| p.kind == NodeType::Dir).and_then(|p| p.subtree));
+                let dev = root_dev.unwrap_or(md.dev());
+                let tree = match sel {
+                    Sel::All if self.one_fs && md.dev() != dev => Tree::default(),
+                    Sel::All => self.dir_all(path, parent_tree.as_ref(), dev)?,
+                    Sel::Some(children) => self.dir_some(path, children, parent_tree.as_ref())?,
+                };
+                let id = self.save_tree(&tree)?;
+                match parent.and_then(|p| p.subtree) {
+                    Some(old) if old == id => self.c.dirs_unmodified += 1,
+                    Some(_) => self.c.dirs_changed += 1,
+                    None => self.c.dirs_new += 1,
+                }
+                node.subtree = Some(id);
+            }
+            _ if matches!(sel, Sel::Some(_)) => {
+                self.report(path, "is not a directory but a backup path lies below it");
+                return Ok(None);
+            }
+            NodeType::File => {
+                if !self.file(&mut node, path, &md, parent)? {
+                    return Ok(None);
+                }
+            }
+            NodeType::Symlink => match std::fs::read_link(path) {
+                Ok(t) => {
+                    node.size = t.as_os_str().len() as u64;
+                    node.target = Some(Bytes64(t.into_os_string().into_vec()));
+                }
+                Err(e) => {
+                    self.report(path, e);
+                    return Ok(None);
+                }
+            },
+            NodeType::Chardev | NodeType::Blockdev => node.rdev = md.rdev(),
+            NodeType::Fifo | NodeType::Socket => {}
+        }
+        Ok(Some(node))
+    }
+
+    fn save_tree(&mut self, tree: &Tree) -> Result<Id> {
+        let bytes = tree.encode();
+        let id = self.repo.key().blob_id(&bytes);
+        self.saver.save(BlobKind::Tree, id, bytes.into())?;
+        Ok(id)
+    }
+
+    fn dir_some(&mut self, path: &Path, children: &BTreeMap<Vec<u8>, Sel>, parent: Option<&Tree>) -> Result<Tree> {
+        let mut tree = Tree::default();
+        for (name, sel) in children {
+            let child = path.join(OsString::from_vec(name.clone()));
+            let pnode = parent.and_then(|t| t.find(name));
+            if let Some(n) = self.entry(name, &child, sel, pnode, None)? {
+                tree.nodes.push(n);
+            }
+        }
+        tree.sort();
+        Ok(tree)
+    }
+
+    fn dir_all(&mut self, path: &Path, parent: Option<&Tree>, dev: u64) -> Result<Tree> {
+        let mut names: Vec<OsString> = Vec::new();
+        match std::fs::read_dir(path) {
+            Ok(rd) => {
+                for e in rd {
+                    match e {
+                        Ok(e) => names.push(e.file_name()),
+                        Err(err) => self.report(path, err),
+                    }
+                }
+            }
+            Err(e) => {
+                self.report(path, e);
+            }
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let mut tree = Tree::default();
+        for name in names {
+            let child = path.join(&name);
+            if self.excludes.matches(child.as_os_str().as_bytes()) {
+                continue;
+            }
+            let pnode = parent.and_then(|t| t.find(name.as_bytes()));
+            if let Some(n) = self.entry(name.as_bytes(), &child, &Sel::All, pnode, Some(dev))? {
+                tree.nodes.push(n);
+            }
+        }
+        Ok(tree)
+    }
+
+    /// Fills a file node's content. Returns false if the file was unreadable.
+    fn file(&mut self, node: &mut Node, path: &Path, md: &std::fs::Metadata, parent: Option<&Node>) -> Result<bool> {
+        node.size = md.len();
+        self.c.files += 1;
+        let done = |w: &mut Self, n: u64| {
+            w.progress.files_done.fetch_add(1, Relaxed);
+            w.progress.bytes_done.fetch_add(n, Relaxed);
+            w.c.bytes += n;
+        };
+        if let Some(p) = parent.filter(|p| !self.force && unchanged(p, node)) {
+            if p.data_ids().all(|(id, _)| self.saver.known(&id)) {
+                node.content = p.content.clone();
+                self.c.files_unmodified += 1;
+                done(self, node.size);
+                return Ok(true);
+            }
+        }
+        if md.nlink() > 1 {
+            if let Some((content, size)) = self.hardlinks.get(&(md.dev(), md.ino())) {
+                node.content = Some(content.clone());
+                node.size = *size;
+                if parent.is_some_and(|p| p.kind == NodeType::File) {
+                    self.c.files_changed += 1;
+                } else {
+                    self.c.files_new += 1;
+                }
+                done(self, node.size);
+                return Ok(true);
+            }
+        }
+        match self.read_file(path, md) {
+            Ok((content, size)) => {
+                node.size = size;
+                if md.nlink() > 1 {
+                    self.hardlinks.insert((md.dev(), md.ino()), (content.clone(), size));
+                }
+                node.content = Some(content);
+                if parent.is_some_and(|p| p.kind == NodeType::File) {
+                    self.c.files_changed += 1;
+                } else {
+                    self.c.files_new += 1;
+                }
+                done(self, size);
+                Ok(true)
+            }
+            Err(ReadFail::Source(e)) => {
+                self.report(path, e);
+                done(self, 0);
+                Ok(false)
+            }
+            Err(ReadFail::Fatal(e)) => Err(e),
+        }
+    }
+
+    fn read_file(&mut self, path: &Path, md: &std::fs::Metadata) -> std::result::Result<(Vec<Extent>, u64), ReadFail> {
+        let mut f = fsmeta::open_noatime(path)?;
+        let fmd = f.metadata()?;
+        if !fmd.is_file() || fmd.ino() != md.ino() {
+            return Err(ReadFail::Source(io::Error::other(
+                "file was replaced while being backed up",
+            )));
+        }
+        let size = fmd.len();
+        let regions = fsmeta::data_regions(&f, size, fmd.blocks())?;
+        let mut content = Vec::new();
+        let mut pos = 0u64;
+        for (off, len) in regions {
+            if off > pos {
+                content.push(Extent::Hole { hole: off - pos });
+            }
+            f.seek(SeekFrom::Start(off))?;
+            let mut got = 0u64;
+            let mut stream = ChunkStream::new(&mut f, self.cutter.clone(), len);
+            while let Some(chunk) = stream.next_chunk()? {
+                let id = self.repo.key().blob_id(&chunk);
+                let n = chunk.len() as u64;
+                self.saver.save(BlobKind::Data, id, chunk).map_err(ReadFail::Fatal)?;
+                content.push(Extent::Data { id, len: n });
+                got += n;
+            }
+            pos = off + got;
+            if got < len {
+                tracing::warn!("{}: file shrank while being read", path.display());
+                return Ok((content, pos));
+            }
+        }
+        if pos < size {
+            content.push(Extent::Hole { hole: size - pos });
+        }
+        Ok((content, size))
+    }
+}
+
+fn unchanged(old: &Node, new: &Node) -> bool {
+    old.kind == NodeType::File
+        && old.size == new.size
+        && old.mtime == new.mtime
+        && old.ctime == new.ctime
+        && old.inode == new.inode
+        && old.content.is_some()
+}
+
+/// Counts files and bytes to back up, for the ETA (runs beside the backup).
+fn scan(paths: &[PathBuf], excludes: &PathFilter, progress: &Progress) {
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        let Ok(md) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if md.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                for e in rd.flatten() {
+                    let c = e.path();
+                    if !excludes.matches(c.as_os_str().as_bytes()) {
+                        stack.push(c);
+                    }
+                }
+            }
+        } else if md.is_file() {
+            progress.files_total.fetch_add(1, Relaxed);
+            progress.bytes_total.fetch_add(md.len(), Relaxed);
+        }
+    }
+    progress.total_known.store(true, Relaxed);
+}
+
+/// Runs a backup. The repository's index must be loaded.
+pub async fn backup(repo: Arc<Repository>, opts: &BackupOptions, progress: Arc<Progress>) -> Result<BackupResult> {
+    let start = Utc::now();
+    if opts.paths.is_empty() {
+        return Err(Error::InvalidArgument("no paths to back up".into()));
+    }
+    let mut paths = Vec::new();
+    for p in &opts.paths {
+        let n = normalize(p)?;
+        std::fs::symlink_metadata(&n).map_err(|e| Error::io(&n, e))?;
+        paths.push(n);
+    }
+    paths.sort();
+    paths.dedup();
+    let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let hostname = opts.host.clone().unwrap_or_else(crate::util::hostname);
+    let excludes = PathFilter::new(&opts.excludes)?;
+
+    // Parent: the latest snapshot of the same host and the same paths.
+    let parent = Snapshot::load_all(&repo)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|(_, s)| s.hostname == hostname && s.paths == path_strings && s.kind == SnapshotKind::Files);
+    if let Some((id, _)) = &parent {
+        tracing::info!("using parent snapshot {}", id.short());
+    }
+
+    {
+        let paths = paths.clone();
+        let excludes = excludes.clone();
+        let progress = progress.clone();
+        std::thread::spawn(move || scan(&paths, &excludes, &progress));
+    }
+
+    let saver = Saver::start(repo.clone());
+    let rt = tokio::runtime::Handle::current();
+    let cutter = Cutter::Cdc(Cdc::new(&repo.config().chunker, repo.key().chunker_seed()));
+    let parent_tree = parent.as_ref().map(|(_, s)| s.tree);
+    let (walk, saver) = {
+        let repo = repo.clone();
+        let progress = progress.clone();
+        let one_fs = opts.one_file_system;
+        let force = opts.force;
+        let paths = paths.clone();
+        tokio::task::spawn_blocking(move || {
+            let sel = build_selection(&paths);
+            let mut w = Walker {
+                repo: &repo,
+                rt,
+                saver: &saver,
+                cutter,
+                excludes,
+                one_fs,
+                force,
+                names: NameCache::default(),
+                errors: Vec::new(),
+                c: Counters::default(),
+                progress: &progress,
+                hardlinks: HashMap::new(),
+            };
+            let root_parent = w.load_tree(parent_tree);
+            let res = (|| {
+                let tree = match &sel {
+                    Sel::All => w.dir_all(
+                        Path::new("/"),
+                        root_parent.as_ref(),
+                        std::fs::symlink_metadata("/").map(|m| m.dev()).unwrap_or(0),
+                    )?,
+                    Sel::Some(children) => w.dir_some(Path::new("/"), children, root_parent.as_ref())?,
+                };
+                w.save_tree(&tree)
+            })();
+            let errors = std::mem::take(&mut w.errors);
+            let counters = std::mem::take(&mut w.c);
+            (res.map(|id| (id, errors, counters)), saver)
+        })
+        .await
+        .map_err(|e| Error::format("backup", e.to_string()))?
+    };
+    let stats = saver.stats.clone();
+    let (tree, errors, c) = match walk {
+        Ok(v) => v,
+        Err(e) => {
+            drop(saver);
+            return Err(e);
+        }
+    };
+    saver.finish().await?;
+
+    let summary = SnapshotSummary {
+        backup_start: Some(start),
+        backup_end: Some(Utc::now()),
+        files_new: c.files_new,
+        files_changed: c.files_changed,
+        files_unmodified: c.files_unmodified,
+        dirs_new: c.dirs_new,
+        dirs_changed: c.dirs_changed,
+        dirs_unmodified: c.dirs_unmodified,
+        data_blobs: stats.data_blobs.load(Relaxed),
+        tree_blobs: stats.tree_blobs.load(Relaxed),
+        data_added: stats.data_added.load(Relaxed),
+        data_added_raw: stats.data_added_raw.load(Relaxed),
+        total_files_processed: c.files,
+        total_bytes_processed: c.bytes,
+        errors: errors.len() as u64,
+    };
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let snapshot = Snapshot {
+        version: 1,
+        kind: SnapshotKind::Files,
+        time: start,
+        hostname,
+        username: crate::util::username(),
+        uid,
+        gid,
+        paths: path_strings,
+        tags: opts.tags.clone(),
+        tree,
+        parent: parent.map(|(id, _)| id),
+        excludes: opts.excludes.clone(),
+        program_version: concat!("lifeboat ", env!("CARGO_PKG_VERSION")).to_string(),
+        summary: Some(summary.clone()),
+    };
+    let snapshot_id = snapshot.save(&repo).await?;
+    Ok(BackupResult {
+        snapshot_id,
+        snapshot,
+        summary,
+        errors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selection_merges_paths() {
+        let s = build_selection(&[PathBuf::from("/a/b"), PathBuf::from("/a/c/d"), PathBuf::from("/a/b/x")]);
+        let Sel::Some(root) = s else { panic!() };
+        let Sel::Some(a) = &root[&b"a".to_vec()] else { panic!() };
+        assert!(matches!(a[&b"b".to_vec()], Sel::All));
+        assert!(matches!(a[&b"c".to_vec()], Sel::Some(_)));
+        assert!(matches!(build_selection(&[PathBuf::from("/")]), Sel::All));
+    }
+
+    #[test]
+    fn normalize_is_lexical() {
+        assert_eq!(normalize(Path::new("/a/./b/../c")).unwrap(), PathBuf::from("/a/c"));
+    }
+}

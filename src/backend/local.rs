@@ -1,0 +1,261 @@
+//! Local directory backend (the embedded default).
+//!
+//! Durability: a file is written under a temporary name in its final
+//! directory, fsynced, published with `link(2)` (which fails instead of
+//! replacing an existing file, giving create-if-absent atomically), and the
+//! directory is fsynced. Readers never see a partial file; a crash leaves at
+//! most a temporary file, which listings skip.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{BResult, Backend, BackendError, FileInfo, FileKind};
+
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+const TMP_PREFIX: &str = ".tmp-";
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
+        LocalBackend { root: root.into() }
+    }
+
+    fn path(&self, kind: FileKind, name: &str) -> PathBuf {
+        match kind {
+            FileKind::Config => self.root.join("config"),
+            FileKind::Pack => {
+                let sub = name.get(..2).unwrap_or("xx");
+                self.root.join(kind.dir()).join(sub).join(name)
+            }
+            _ => self.root.join(kind.dir()).join(name),
+        }
+    }
+
+    fn io_err(what: impl Into<String>, e: io::Error) -> BackendError {
+        let what = what.into();
+        if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
+            BackendError::NoSpace { what }
+        } else {
+            BackendError::Io { what, source: e }
+        }
+    }
+
+    fn not_found_or(kind: FileKind, name: &str, e: io::Error, what: &Path) -> BackendError {
+        if e.kind() == io::ErrorKind::NotFound {
+            BackendError::NotFound {
+                kind,
+                name: name.to_string(),
+            }
+        } else {
+            Self::io_err(what.display().to_string(), e)
+        }
+    }
+
+    fn create_sync(&self, kind: FileKind, name: &str, data: &[u8]) -> BResult<()> {
+        let path = self.path(kind, name);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        if kind == FileKind::Pack {
+            fs::create_dir_all(&dir).map_err(|e| Self::io_err(dir.display().to_string(), e))?;
+        }
+        let tmp = dir.join(format!("{TMP_PREFIX}{}-{}", name, crate::id::Id::random().short()));
+        let res = (|| -> io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            Ok(())
+        })();
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp);
+            return Err(Self::io_err(path.display().to_string(), e));
+        }
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(BackendError::AlreadyExists {
+                    kind,
+                    name: name.to_string(),
+                })
+            }
+            Err(e) => return Err(Self::io_err(path.display().to_string(), e)),
+        }
+        sync_dir(&dir).map_err(|e| Self::io_err(dir.display().to_string(), e))
+    }
+
+    fn read_range_sync(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> BResult<Bytes> {
+        let path = self.path(kind, name);
+        let mut f = File::open(&path).map_err(|e| Self::not_found_or(kind, name, e, &path))?;
+        let size = f
+            .metadata()
+            .map_err(|e| Self::io_err(path.display().to_string(), e))?
+            .len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(BackendError::ShortRead {
+                kind,
+                name: name.to_string(),
+                offset,
+                wanted: len,
+                size,
+            });
+        }
+        let mut buf = vec![0u8; len as usize];
+        f.seek(SeekFrom::Start(offset))
+            .and_then(|_| f.read_exact(&mut buf))
+            .map_err(|e| Self::io_err(path.display().to_string(), e))?;
+        Ok(Bytes::from(buf))
+    }
+
+    fn list_sync(&self, kind: FileKind) -> BResult<Vec<FileInfo>> {
+        let base = self.root.join(kind.dir());
+        let mut out = Vec::new();
+        let mut dirs = vec![base.clone()];
+        if kind == FileKind::Pack {
+            dirs.clear();
+            match fs::read_dir(&base) {
+                Ok(rd) => {
+                    for e in rd {
+                        let e = e.map_err(|e| Self::io_err(base.display().to_string(), e))?;
+                        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                            dirs.push(e.path());
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(Self::io_err(base.display().to_string(), e)),
+            }
+        }
+        for d in dirs {
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Self::io_err(d.display().to_string(), e)),
+            };
+            for e in rd {
+                let e = e.map_err(|e| Self::io_err(d.display().to_string(), e))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue; // temporary files of writers in flight or crashed
+                }
+                let md = match e.metadata() {
+                    Ok(m) => m,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(Self::io_err(e.path().display().to_string(), err)),
+                };
+                if md.is_file() {
+                    out.push(FileInfo { name, size: md.len() });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> BResult<T> + Send + 'static) -> BResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| BackendError::Io {
+        what: "background task".into(),
+        source: io::Error::other(e.to_string()),
+    })?
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn exists(&self) -> BResult<bool> {
+        let p = self.path(FileKind::Config, "");
+        Ok(tokio::fs::symlink_metadata(p).await.is_ok())
+    }
+
+    async fn create_repo(&self) -> BResult<()> {
+        let me = self.clone();
+        blocking(move || {
+            if let Ok(mut rd) = fs::read_dir(&me.root) {
+                if rd.next().is_some() {
+                    return Err(BackendError::AlreadyExists {
+                        kind: FileKind::Config,
+                        name: format!("{} (directory is not empty)", me.root.display()),
+                    });
+                }
+            }
+            for k in [
+                FileKind::Key,
+                FileKind::Pack,
+                FileKind::Index,
+                FileKind::Snapshot,
+                FileKind::Lock,
+            ] {
+                let d = me.root.join(k.dir());
+                fs::create_dir_all(&d).map_err(|e| Self::io_err(d.display().to_string(), e))?;
+            }
+            sync_dir(&me.root).map_err(|e| Self::io_err(me.root.display().to_string(), e))
+        })
+        .await
+    }
+
+    async fn create(&self, kind: FileKind, name: &str, data: Bytes) -> BResult<()> {
+        let me = self.clone();
+        let name = name.to_string();
+        blocking(move || me.create_sync(kind, &name, &data)).await
+    }
+
+    async fn read(&self, kind: FileKind, name: &str) -> BResult<Bytes> {
+        let path = self.path(kind, name);
+        let name = name.to_string();
+        blocking(move || {
+            fs::read(&path)
+                .map(Bytes::from)
+                .map_err(|e| Self::not_found_or(kind, &name, e, &path))
+        })
+        .await
+    }
+
+    async fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> BResult<Bytes> {
+        let me = self.clone();
+        let name = name.to_string();
+        blocking(move || me.read_range_sync(kind, &name, offset, len)).await
+    }
+
+    async fn stat(&self, kind: FileKind, name: &str) -> BResult<FileInfo> {
+        let path = self.path(kind, name);
+        match tokio::fs::metadata(&path).await {
+            Ok(md) => Ok(FileInfo {
+                name: name.to_string(),
+                size: md.len(),
+            }),
+            Err(e) => Err(Self::not_found_or(kind, name, e, &path)),
+        }
+    }
+
+    async fn list(&self, kind: FileKind) -> BResult<Vec<FileInfo>> {
+        let me = self.clone();
+        blocking(move || me.list_sync(kind)).await
+    }
+
+    async fn remove(&self, kind: FileKind, name: &str) -> BResult<()> {
+        let path = self.path(kind, name);
+        let name = name.to_string();
+        blocking(move || {
+            fs::remove_file(&path).map_err(|e| Self::not_found_or(kind, &name, e, &path))?;
+            if let Some(dir) = path.parent() {
+                sync_dir(dir).map_err(|e| Self::io_err(dir.display().to_string(), e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,186 @@
+//! Blobs: the unit of deduplication. A blob is a chunk of file or volume data
+//! or a serialised tree, identified by the keyed BLAKE3 of its plaintext,
+//! compressed with zstd when that shrinks it, and sealed.
+//!
+//! Sealed blob = `nonce(24) || ciphertext || tag(16)`, associated data =
+//! `b"LBbl" || version u16 LE || kind u8 || compression u8 || id(32)`, so the
+//! storage can neither swap blobs nor change their kind or compression flag.
+//! [`encode`] opens what it sealed and compares it with the input before it
+//! returns: a faulty compressor or cipher never stores bad data.
+
+use crate::crypto::{Cipher, MasterKey};
+use crate::id::Id;
+use crate::repofile::FORMAT_VERSION;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum BlobKind {
+    Data = 0,
+    Tree = 1,
+}
+
+impl BlobKind {
+    pub fn from_u8(v: u8) -> Option<BlobKind> {
+        match v {
+            0 => Some(BlobKind::Data),
+            1 => Some(BlobKind::Tree),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum BlobCompression {
+    None = 0,
+    Zstd = 1,
+}
+
+impl BlobCompression {
+    pub fn from_u8(v: u8) -> Option<BlobCompression> {
+        match v {
+            0 => Some(BlobCompression::None),
+            1 => Some(BlobCompression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Largest plaintext blob accepted on read (chunks are at most 16 MiB; trees
+/// of huge directories are larger, so allow generous room but not unbounded).
+pub const MAX_BLOB_RAW: usize = 256 * 1024 * 1024;
+
+pub fn aad(kind: BlobKind, comp: BlobCompression, id: &Id) -> [u8; 40] {
+    let mut a = [0u8; 40];
+    a[..4].copy_from_slice(b"LBbl");
+    a[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    a[6] = kind as u8;
+    a[7] = comp as u8;
+    a[8..].copy_from_slice(&id.0);
+    a
+}
+
+#[derive(Debug)]
+pub struct SealedBlob {
+    pub id: Id,
+    pub kind: BlobKind,
+    pub comp: BlobCompression,
+    pub raw_len: u32,
+    pub sealed: Vec<u8>,
+}
+
+/// Compresses (if it helps), seals and verifies one blob.
+pub fn encode(cipher: &Cipher, level: i32, kind: BlobKind, id: Id, plain: &[u8]) -> Result<SealedBlob> {
+    let compressed = if level > 0 {
+        zstd::bulk::compress(plain, level)
+            .ok()
+            .filter(|c| c.len() < plain.len())
+    } else {
+        None
+    };
+    let (comp, body) = match &compressed {
+        Some(c) => (BlobCompression::Zstd, c.as_slice()),
+        None => (BlobCompression::None, plain),
+    };
+    let sealed = cipher.seal(&aad(kind, comp, &id), body);
+    // Verify before anything refers to it.
+    let back = decode(cipher, kind, comp, &id, plain.len() as u32, &sealed)?;
+    if back != plain {
+        return Err(Error::integrity(format!("blob {id} failed verification after sealing")));
+    }
+    Ok(SealedBlob {
+        id,
+        kind,
+        comp,
+        raw_len: plain.len() as u32,
+        sealed,
+    })
+}
+
+/// Opens and decompresses one sealed blob; `raw_len` comes from the index.
+pub fn decode(
+    cipher: &Cipher,
+    kind: BlobKind,
+    comp: BlobCompression,
+    id: &Id,
+    raw_len: u32,
+    sealed: &[u8],
+) -> Result<Vec<u8>> {
+    let body = cipher
+        .open(&aad(kind, comp, id), sealed)
+        .map_err(|_| Error::integrity(format!("blob {id}")))?;
+    let plain = match comp {
+        BlobCompression::None => body,
+        BlobCompression::Zstd => {
+            let limit = (raw_len as usize).min(MAX_BLOB_RAW);
+            zstd::bulk::decompress(&body, limit)
+                .map_err(|e| Error::format(format!("blob {id}"), format!("decompression: {e}")))?
+        }
+    };
+    if plain.len() != raw_len as usize {
+        return Err(Error::format(
+            format!("blob {id}"),
+            format!("length {} but index says {raw_len}", plain.len()),
+        ));
+    }
+    Ok(plain)
+}
+
+/// Decodes and proves the plaintext hashes to its id.
+pub fn decode_verified(
+    key: &MasterKey,
+    cipher: &Cipher,
+    kind: BlobKind,
+    comp: BlobCompression,
+    id: &Id,
+    raw_len: u32,
+    sealed: &[u8],
+) -> Result<Vec<u8>> {
+    let plain = decode(cipher, kind, comp, id, raw_len, sealed)?;
+    if key.blob_id(&plain) != *id {
+        return Err(Error::integrity(format!("blob {id} (content does not hash to its id)")));
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn roundtrip(data in proptest::collection::vec(0u8..3, 0..20_000), level in 0i32..5, tree in any::<bool>()) {
+            let k = MasterKey::generate();
+            let c = k.cipher();
+            let kind = if tree { BlobKind::Tree } else { BlobKind::Data };
+            let id = k.blob_id(&data);
+            let s = encode(&c, level, kind, id, &data).unwrap();
+            let back = decode_verified(&k, &c, kind, s.comp, &id, s.raw_len, &s.sealed).unwrap();
+            prop_assert_eq!(back, data);
+            // bound to kind and id
+            let other = if tree { BlobKind::Data } else { BlobKind::Tree };
+            prop_assert!(decode(&c, other, s.comp, &id, s.raw_len, &s.sealed).is_err());
+            prop_assert!(decode(&c, kind, s.comp, &Id::ZERO, s.raw_len, &s.sealed).is_err());
+        }
+    }
+
+    #[test]
+    fn incompressible_is_stored_raw() {
+        let k = MasterKey::generate();
+        let data: Vec<u8> = (0..50_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let id = k.blob_id(&data);
+        let s = encode(&k.cipher(), 3, BlobKind::Data, id, &data).unwrap();
+        if s.comp == BlobCompression::None {
+            assert_eq!(s.sealed.len(), data.len() + crate::crypto::SEAL_OVERHEAD);
+        } else {
+            assert!(s.sealed.len() < data.len() + crate::crypto::SEAL_OVERHEAD);
+        }
+        let zeros = vec![0u8; 100_000];
+        let s = encode(&k.cipher(), 3, BlobKind::Data, k.blob_id(&zeros), &zeros).unwrap();
+        assert_eq!(s.comp, BlobCompression::Zstd);
+    }
+}

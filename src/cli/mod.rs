@@ -1,0 +1,173 @@
+//! Command-line front end. Exit codes (documented in README.md):
+//! 0 success, 1 fatal error, 3 backup written but some source files could not
+//! be read, 10 repository does not exist, 11 could not take a lock, 12 wrong
+//! password, 130 interrupted.
+
+mod commands;
+mod password;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FATAL: i32 = 1;
+pub const EXIT_PARTIAL: i32 = 3;
+pub const EXIT_NO_REPO: i32 = 10;
+pub const EXIT_LOCKED: i32 = 11;
+pub const EXIT_WRONG_PASSWORD: i32 = 12;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lifeboat",
+    version,
+    about = "Encrypted, deduplicated backups and disaster recovery"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Repository location (a local directory)
+    #[arg(short = 'r', long = "repo", env = "LIFEBOAT_REPOSITORY", global = true)]
+    pub repo: Option<String>,
+    /// Read the password from this file
+    #[arg(long, env = "LIFEBOAT_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Run this shell command and use its output as the password
+    #[arg(long, env = "LIFEBOAT_PASSWORD_COMMAND", global = true)]
+    pub password_command: Option<String>,
+    /// Machine-readable output (JSON)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More log output (repeat for more)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct SnapFilter {
+    /// Only snapshots of this host (for `latest`)
+    #[arg(long = "host")]
+    pub host: Vec<String>,
+    /// Only snapshots with this tag (for `latest`)
+    #[arg(long = "tag")]
+    pub tag: Vec<String>,
+    /// Only snapshots that include this path (for `latest`)
+    #[arg(long = "path", id = "filter_path")]
+    pub path: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new repository
+    Init(commands::InitArgs),
+    /// Back up files and directories
+    Backup(commands::BackupArgs),
+    /// List snapshots
+    Snapshots(commands::SnapshotsArgs),
+    /// List the files in a snapshot
+    Ls(commands::LsArgs),
+    /// Restore a snapshot
+    Restore(commands::RestoreArgs),
+    /// Write one file of a snapshot to standard output
+    Dump(commands::DumpArgs),
+    /// Manage passwords (key files)
+    #[command(subcommand)]
+    Key(commands::KeyCommand),
+    /// Remove stale locks
+    Unlock(commands::UnlockArgs),
+}
+
+/// A failure with the exit code it maps to.
+pub struct Failure {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let error = e.into();
+        Failure {
+            code: exit_code(&error),
+            error,
+        }
+    }
+}
+
+fn exit_code(e: &anyhow::Error) -> i32 {
+    use lifeboat::Error as E;
+    for cause in e.chain() {
+        if let Some(le) = cause.downcast_ref::<lifeboat::Error>() {
+            return match le.root() {
+                E::RepoNotFound(_) => EXIT_NO_REPO,
+                E::Locked(_) => EXIT_LOCKED,
+                E::WrongPassword => EXIT_WRONG_PASSWORD,
+                E::Interrupted => EXIT_INTERRUPTED,
+                _ => EXIT_FATAL,
+            };
+        }
+    }
+    EXIT_FATAL
+}
+
+fn init_tracing(g: &Global) {
+    let level = match (g.quiet, g.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("lifeboat={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+pub fn main() -> i32 {
+    // A closed stdout (e.g. `lifeboat ls | head`) is not an error.
+    // SAFETY: resetting SIGPIPE to default is async-signal-safe and done before threads start.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    init_tracing(&cli.global);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lifeboat: error: starting runtime: {e}");
+            return EXIT_FATAL;
+        }
+    };
+    let res = rt.block_on(async {
+        tokio::select! {
+            r = commands::run(cli) => r,
+            _ = tokio::signal::ctrl_c() => Err(Failure { code: EXIT_INTERRUPTED, error: anyhow::anyhow!("interrupted") }),
+        }
+    });
+    // Do not wait for blocking tasks of an aborted operation.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    match res {
+        Ok(code) => code,
+        Err(f) => {
+            let msg = format!("{:#}", f.error).replace('\n', " ");
+            eprintln!("lifeboat: error: {msg}");
+            f.code
+        }
+    }
+}

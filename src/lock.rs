@@ -1,0 +1,196 @@
+//! Repository locks: short-lived control files under `locks/`.
+//!
+//! Shared locks (backup, restore, reads, key changes) coexist; an exclusive
+//! lock (prune, repair) excludes every other lock. A lock is refreshed every
+//! [`REFRESH`] by writing a new lock file and deleting the old one (files are
+//! never modified in place), and is stale when not refreshed for [`STALE`], or
+//! when it was taken on this host by a process that no longer exists. Lock
+//! files are the one kind of file whose name is random rather than derived
+//! from content; they are kept out of Object Lock scope.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, FileKind};
+use crate::crypto::Cipher;
+use crate::id::Id;
+use crate::repofile::{self, Magic};
+use crate::{Error, Result};
+
+pub const REFRESH: Duration = Duration::from_secs(5 * 60);
+pub const STALE: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub time: DateTime<Utc>,
+    pub exclusive: bool,
+    pub hostname: String,
+    pub username: String,
+    pub pid: u32,
+}
+
+impl LockInfo {
+    fn is_stale(&self, now: DateTime<Utc>) -> bool {
+        if now
+            .signed_duration_since(self.time)
+            .to_std()
+            .map(|d| d > STALE)
+            .unwrap_or(false)
+        {
+            return true;
+        }
+        if self.hostname == crate::util::hostname() {
+            // SAFETY: kill with signal 0 only checks for existence.
+            let alive = unsafe { libc::kill(self.pid as libc::pid_t, 0) } == 0
+                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+            return !alive;
+        }
+        false
+    }
+}
+
+pub struct Lock {
+    backend: Arc<dyn Backend>,
+    name: Arc<parking_lot::Mutex<String>>,
+    refresher: Option<tokio::task::JoinHandle<()>>,
+}
+
+async fn write_lock(backend: &Arc<dyn Backend>, cipher: &Cipher, info: &LockInfo) -> Result<String> {
+    let id = Id::random();
+    let payload = serde_json::to_vec(info).expect("lock serialises");
+    let data = repofile::seal(cipher, Magic::Lock, &id, &payload, 0);
+    backend.create(FileKind::Lock, &id.to_hex(), data.into()).await?;
+    Ok(id.to_hex())
+}
+
+impl Lock {
+    /// Takes a lock, failing with [`Error::Locked`] if a conflicting live lock exists.
+    pub async fn acquire(backend: Arc<dyn Backend>, cipher: Cipher, exclusive: bool) -> Result<Lock> {
+        let info = LockInfo {
+            time: Utc::now(),
+            exclusive,
+            hostname: crate::util::hostname(),
+            username: crate::util::username(),
+            pid: std::process::id(),
+        };
+        let name = write_lock(&backend, &cipher, &info).await?;
+        // Check after writing, so two clients racing both see each other.
+        if let Err(e) = Self::check_conflicts(&backend, &cipher, &name, exclusive).await {
+            let _ = backend.remove(FileKind::Lock, &name).await;
+            return Err(e);
+        }
+        let name = Arc::new(parking_lot::Mutex::new(name));
+        let refresher = {
+            let backend = backend.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(REFRESH).await;
+                    let mut info = info.clone();
+                    info.time = Utc::now();
+                    if let Ok(new) = write_lock(&backend, &cipher, &info).await {
+                        let old = std::mem::replace(&mut *name.lock(), new);
+                        let _ = backend.remove(FileKind::Lock, &old).await;
+                    }
+                }
+            })
+        };
+        Ok(Lock {
+            backend,
+            name,
+            refresher: Some(refresher),
+        })
+    }
+
+    async fn check_conflicts(backend: &Arc<dyn Backend>, cipher: &Cipher, mine: &str, exclusive: bool) -> Result<()> {
+        let now = Utc::now();
+        for f in backend.list(FileKind::Lock).await? {
+            if f.name == mine {
+                continue;
+            }
+            let Ok(id) = f.name.parse::<Id>() else { continue };
+            let data = match backend.read(FileKind::Lock, &f.name).await {
+                Ok(d) => d,
+                Err(e) if e.is_not_found() => continue, // released meanwhile
+                Err(e) => return Err(e.into()),
+            };
+            let info: LockInfo = match repofile::open(cipher, Magic::Lock, &id, &data, "lock")
+                .ok()
+                .and_then(|p| serde_json::from_slice(&p).ok())
+            {
+                Some(i) => i,
+                None => continue, // unreadable lock of another key or garbage: not ours to honour
+            };
+            if info.is_stale(now) {
+                continue;
+            }
+            if exclusive || info.exclusive {
+                return Err(Error::Locked(format!(
+                    "by {} lock of {}@{} (pid {}) since {}; if that process is gone, run `lifeboat unlock`",
+                    if info.exclusive { "an exclusive" } else { "a shared" },
+                    info.username,
+                    info.hostname,
+                    info.pid,
+                    info.time.format("%Y-%m-%d %H:%M:%S UTC")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn release(mut self) {
+        if let Some(r) = self.refresher.take() {
+            r.abort();
+        }
+        let name = std::mem::take(&mut *self.name.lock());
+        let _ = self.backend.remove(FileKind::Lock, &name).await;
+    }
+}
+
+impl Drop for Lock {
+    /// An operation that was aborted (error, Ctrl-C) still removes its lock.
+    /// Runs on its own thread and runtime, so it works from any context.
+    fn drop(&mut self) {
+        if let Some(r) = self.refresher.take() {
+            r.abort();
+        }
+        let name = std::mem::take(&mut *self.name.lock());
+        if name.is_empty() {
+            return;
+        }
+        let backend = self.backend.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let _ = rt.block_on(backend.remove(FileKind::Lock, &name));
+            }
+        })
+        .join();
+    }
+}
+
+/// Removes stale locks (or all locks with `all`). Returns how many were removed.
+pub async fn unlock(backend: &Arc<dyn Backend>, cipher: &Cipher, all: bool) -> Result<usize> {
+    let now = Utc::now();
+    let mut n = 0;
+    for f in backend.list(FileKind::Lock).await? {
+        let stale = match f.name.parse::<Id>() {
+            Ok(id) => match backend.read(FileKind::Lock, &f.name).await {
+                Ok(d) => repofile::open(cipher, Magic::Lock, &id, &d, "lock")
+                    .ok()
+                    .and_then(|p| serde_json::from_slice::<LockInfo>(&p).ok())
+                    .map(|i| i.is_stale(now))
+                    .unwrap_or(false),
+                Err(_) => false,
+            },
+            Err(_) => false,
+        };
+        if all || stale {
+            backend.remove(FileKind::Lock, &f.name).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,283 @@
+//! The repository: opening it with a password, its config, the master index,
+//! and typed access to sealed files and blobs on top of a [`Backend`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::backend::{Backend, BackendError, FileKind};
+use crate::blob::{self, BlobKind};
+use crate::config::{Config, REPO_VERSION};
+use crate::crypto::{Cipher, MasterKey};
+use crate::error::ResultExt;
+use crate::id::Id;
+use crate::index::{Index, IndexEntry, IndexFile};
+use crate::keyfile::{KdfParams, KeyFile};
+use crate::pack::{self, PackEntry};
+use crate::repofile::{self, Magic};
+use crate::{Error, Result};
+
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    key: MasterKey,
+    cipher: Cipher,
+    key_name: String,
+    config: Config,
+    index: Index,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.backend.location())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    pub kdf: KdfParams,
+    pub compression_level: Option<i32>,
+}
+
+impl Repository {
+    /// Creates a new repository: config and first key file.
+    pub async fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Repository> {
+        if backend.exists().await? {
+            return Err(Error::RepoExists(backend.location()));
+        }
+        backend.create_repo().await.map_err(|e| match e {
+            BackendError::AlreadyExists { .. } => Error::RepoExists(backend.location()),
+            e => e.into(),
+        })?;
+        let key = MasterKey::generate();
+        let cipher = key.cipher();
+        let config = Config::new(opts.compression_level.unwrap_or(3));
+        config.validate().map_err(Error::InvalidArgument)?;
+        let kf = KeyFile::create(&key, password, opts.kdf)?;
+        let bytes = kf.to_bytes();
+        let key_name = KeyFile::name_of(&bytes);
+        backend.create(FileKind::Key, &key_name, bytes.into()).await?;
+        let payload = serde_json::to_vec(&config).expect("config serialises");
+        // Config last: a repository "exists" only once it is complete.
+        let data = repofile::seal(&cipher, Magic::Config, &Id::ZERO, &payload, 0);
+        backend.create(FileKind::Config, "config", data.into()).await?;
+        Ok(Repository {
+            backend,
+            key,
+            cipher,
+            key_name,
+            config,
+            index: Index::new(),
+        })
+    }
+
+    /// Opens an existing repository, trying every key file with the password.
+    pub async fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
+        let config_bytes = match backend.read(FileKind::Config, "config").await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Err(Error::RepoNotFound(backend.location())),
+            Err(e) => return Err(e.into()),
+        };
+        // Version first, so a newer repository is named as such.
+        repofile::check_header(&config_bytes, Magic::Config, "config")?;
+        let (key, key_name) = Self::find_key(&backend, password).await?;
+        let cipher = key.cipher();
+        let payload = repofile::open(&cipher, Magic::Config, &Id::ZERO, &config_bytes, "config")?;
+        let config: Config = serde_json::from_slice(&payload).map_err(|e| Error::format("config", e.to_string()))?;
+        if config.version > REPO_VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: config.version,
+                supported: REPO_VERSION,
+            });
+        }
+        config.validate().map_err(|r| Error::format("config", r))?;
+        Ok(Repository {
+            backend,
+            key,
+            cipher,
+            key_name,
+            config,
+            index: Index::new(),
+        })
+    }
+
+    async fn find_key(backend: &Arc<dyn Backend>, password: &[u8]) -> Result<(MasterKey, String)> {
+        let keys = backend.list(FileKind::Key).await?;
+        let mut damaged: Option<Error> = None;
+        for k in &keys {
+            let bytes = backend.read(FileKind::Key, &k.name).await?;
+            let kf = match KeyFile::parse(&k.name, &bytes) {
+                Ok(kf) => kf,
+                Err(e @ Error::UnsupportedVersion { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    damaged = Some(e);
+                    continue;
+                }
+            };
+            match kf.open(&k.name, password) {
+                Ok(Some(m)) => return Ok((m, k.name.clone())),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    damaged = Some(e);
+                }
+            }
+        }
+        match damaged {
+            // Only a damaged key could have been the right one: say so.
+            Some(Error::KeyDamaged { name, reason }) => Err(Error::Context {
+                context: format!("wrong password, or the matching key file {name} is damaged ({reason})"),
+                source: Box::new(Error::WrongPassword),
+            }),
+            _ => Err(Error::WrongPassword),
+        }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+    pub fn cipher(&self) -> &Cipher {
+        &self.cipher
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn key_name(&self) -> &str {
+        &self.key_name
+    }
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Loads every index file into the master index.
+    pub async fn load_index(&mut self) -> Result<()> {
+        let mut index = Index::new();
+        let files = self.backend.list(FileKind::Index).await?;
+        let mut set = tokio::task::JoinSet::new();
+        let sem = Arc::new(tokio::sync::Semaphore::new(8));
+        for f in files {
+            let Ok(id) = f.name.parse::<Id>() else {
+                tracing::warn!("ignoring stray file index/{}", f.name);
+                continue;
+            };
+            let backend = self.backend.clone();
+            let cipher = self.cipher.clone();
+            let key = self.key.clone();
+            let sem = sem.clone();
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let data = backend.read(FileKind::Index, &f.name).await?;
+                tokio::task::spawn_blocking(move || decode_index_file(&key, &cipher, &id, &data))
+                    .await
+                    .map_err(|e| Error::format("index", e.to_string()))?
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            let file = r.map_err(|e| Error::format("index", e.to_string()))??;
+            for p in &file.packs {
+                index.add_pack(p);
+            }
+        }
+        index.finalize();
+        self.index = index;
+        Ok(())
+    }
+
+    /// Writes an index file for newly uploaded packs; returns its id.
+    pub async fn save_index(&self, file: &IndexFile) -> Result<Id> {
+        let payload = file.encode();
+        self.save_file(Magic::Index, FileKind::Index, &payload).await
+    }
+
+    /// Seals and stores a small file under its content-derived id.
+    pub async fn save_file(&self, magic: Magic, kind: FileKind, payload: &[u8]) -> Result<Id> {
+        let id = self.key.file_id(payload);
+        let data = repofile::seal(&self.cipher, magic, &id, payload, 3);
+        match self.backend.create(kind, &id.to_hex(), data.into()).await {
+            Ok(()) | Err(BackendError::AlreadyExists { .. }) => Ok(id),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn load_file(&self, magic: Magic, kind: FileKind, id: &Id) -> Result<Vec<u8>> {
+        let data = self.backend.read(kind, &id.to_hex()).await?;
+        let what = format!("{kind} {}", id.short());
+        let plain = repofile::open(&self.cipher, magic, id, &data, &what)?;
+        if self.key.file_id(&plain) != *id {
+            return Err(Error::integrity(what));
+        }
+        Ok(plain)
+    }
+
+    pub fn lookup(&self, id: &Id) -> Result<&IndexEntry> {
+        self.index.get(id).ok_or_else(|| Error::BlobNotFound(id.to_hex()))
+    }
+
+    /// Reads, decrypts and verifies one blob.
+    pub async fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        let e = *self.lookup(id)?;
+        let pack = self.index.pack_id(e.pack);
+        let sealed = self
+            .backend
+            .read_range(FileKind::Pack, &pack.to_hex(), e.offset as u64, e.sealed_len as u64)
+            .await
+            .with_context(|| format!("reading blob {} from pack {}", id.short(), pack.short()))?;
+        self.decode_blob(&e, &sealed)
+    }
+
+    pub fn decode_blob(&self, e: &IndexEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+        blob::decode_verified(&self.key, &self.cipher, e.kind, e.comp, &e.id, e.raw_len, sealed)
+            .with_context(|| format!("pack {}", self.index.pack_id(e.pack).short()))
+    }
+
+    pub async fn read_tree(&self, id: &Id) -> Result<crate::tree::Tree> {
+        let e = self.lookup(id)?;
+        if e.kind != BlobKind::Tree {
+            return Err(Error::format(format!("tree {}", id.short()), "blob is not a tree"));
+        }
+        let b = self.read_blob(id).await?;
+        crate::tree::Tree::decode(&b).map_err(|r| Error::format(format!("tree {}", id.short()), r))
+    }
+
+    /// Reads a pack's header from storage (used by repair and check).
+    pub async fn read_pack_header(&self, id: &Id, size: u64) -> Result<Vec<PackEntry>> {
+        let name = id.to_hex();
+        let tail_len = size.min(64 * 1024);
+        let tail = self
+            .backend
+            .read_range(FileKind::Pack, &name, size - tail_len, tail_len)
+            .await?;
+        let hlen = pack::header_len_from_trailer(size, &tail)?;
+        let sealed: Bytes = if hlen + 4 <= tail_len {
+            tail.slice((tail_len - 4 - hlen) as usize..(tail_len - 4) as usize)
+        } else {
+            self.backend
+                .read_range(FileKind::Pack, &name, size - 4 - hlen, hlen)
+                .await?
+        };
+        pack::open_header(&self.key, &self.cipher, id, &sealed, size)
+    }
+
+    /// Adds a new key file for `password`; returns its name.
+    pub async fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
+        let kf = KeyFile::create(&self.key, password, kdf)?;
+        let bytes = kf.to_bytes();
+        let name = KeyFile::name_of(&bytes);
+        self.backend.create(FileKind::Key, &name, bytes.into()).await?;
+        Ok(name)
+    }
+}
+
+fn decode_index_file(key: &MasterKey, cipher: &Cipher, id: &Id, data: &[u8]) -> Result<IndexFile> {
+    let what = format!("index {}", id.short());
+    let plain = repofile::open(cipher, Magic::Index, id, data, &what)?;
+    if key.file_id(&plain) != *id {
+        return Err(Error::integrity(what));
+    }
+    IndexFile::decode(&plain).map_err(|r| Error::format(what, r))
+}
