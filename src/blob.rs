@@ -70,32 +70,106 @@ pub struct SealedBlob {
     pub sealed: Vec<u8>,
 }
 
-/// Compresses (if it helps), seals and verifies one blob.
-pub fn encode(cipher: &Cipher, level: i32, kind: BlobKind, id: Id, plain: &[u8]) -> Result<SealedBlob> {
-    let compressed = if level > 0 {
-        zstd::bulk::compress(plain, level)
-            .ok()
-            .filter(|c| c.len() < plain.len())
-    } else {
-        None
-    };
-    let (comp, body) = match &compressed {
-        Some(c) => (BlobCompression::Zstd, c.as_slice()),
-        None => (BlobCompression::None, plain),
-    };
-    let sealed = cipher.seal(&aad(kind, comp, &id), body);
-    // Verify before anything refers to it.
-    let back = decode(cipher, kind, comp, &id, plain.len() as u32, &sealed)?;
-    if back != plain {
-        return Err(Error::integrity(format!("blob {id} failed verification after sealing")));
+/// Per-thread blob encoder: keeps zstd contexts alive between blobs (creating
+/// them costs more than compressing a small chunk).
+pub struct Codec {
+    cipher: Cipher,
+    level: i32,
+    comp: Option<zstd::bulk::Compressor<'static>>,
+    probe: Option<zstd::bulk::Compressor<'static>>,
+    decomp: zstd::bulk::Decompressor<'static>,
+    buf: Vec<u8>,
+}
+
+/// Blobs at least this large are probed before being compressed.
+const PROBE_MIN: usize = 128 * 1024;
+const PROBE_SLICE: usize = 16 * 1024;
+
+impl Codec {
+    pub fn new(cipher: Cipher, level: i32) -> Result<Codec> {
+        let zerr = |e: std::io::Error| Error::format("zstd", e.to_string());
+        let (comp, probe) = if level > 0 {
+            (
+                Some(zstd::bulk::Compressor::new(level).map_err(zerr)?),
+                Some(zstd::bulk::Compressor::new(1).map_err(zerr)?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Codec {
+            cipher,
+            level,
+            comp,
+            probe,
+            decomp: zstd::bulk::Decompressor::new().map_err(zerr)?,
+            buf: Vec::new(),
+        })
     }
-    Ok(SealedBlob {
-        id,
-        kind,
-        comp,
-        raw_len: plain.len() as u32,
-        sealed,
-    })
+
+    /// Whether three samples of the blob fail to shrink by 3% at zstd level 1:
+    /// then compressing the whole blob is wasted work (random or already
+    /// compressed data), and the blob is stored raw.
+    fn looks_incompressible(&mut self, plain: &[u8]) -> bool {
+        let Some(probe) = self.probe.as_mut() else { return true };
+        if plain.len() < PROBE_MIN {
+            return false;
+        }
+        let mut sampled = 0usize;
+        let mut packed = 0usize;
+        for start in [0, plain.len() / 2, plain.len() - PROBE_SLICE] {
+            let slice = &plain[start..start + PROBE_SLICE];
+            match probe.compress(slice) {
+                Ok(c) => packed += c.len(),
+                Err(_) => return false,
+            }
+            sampled += PROBE_SLICE;
+        }
+        packed * 100 >= sampled * 97
+    }
+
+    /// Compresses (if it helps), seals and verifies one blob.
+    pub fn encode(&mut self, kind: BlobKind, id: Id, plain: &[u8]) -> Result<SealedBlob> {
+        let mut comp = BlobCompression::None;
+        if self.level > 0 && !self.looks_incompressible(plain) {
+            if let Some(c) = self.comp.as_mut() {
+                self.buf.clear();
+                self.buf.reserve(zstd::zstd_safe::compress_bound(plain.len()));
+                if c.compress_to_buffer(plain, &mut self.buf).is_ok() && self.buf.len() < plain.len() {
+                    comp = BlobCompression::Zstd;
+                }
+            }
+        }
+        let body: &[u8] = if comp == BlobCompression::Zstd { &self.buf } else { plain };
+        let sealed = self.cipher.seal(&aad(kind, comp, &id), body);
+        // Verify before anything refers to it: decrypt, decompress, compare.
+        let opened = self
+            .cipher
+            .open(&aad(kind, comp, &id), &sealed)
+            .map_err(|_| Error::integrity(format!("blob {id} failed verification after sealing")))?;
+        let ok = match comp {
+            BlobCompression::None => opened == plain,
+            BlobCompression::Zstd => self
+                .decomp
+                .decompress(&opened, plain.len())
+                .map(|d| d == plain)
+                .unwrap_or(false),
+        };
+        if !ok {
+            return Err(Error::integrity(format!("blob {id} failed verification after sealing")));
+        }
+        Ok(SealedBlob {
+            id,
+            kind,
+            comp,
+            raw_len: plain.len() as u32,
+            sealed,
+        })
+    }
+}
+
+/// One-off encoding (tests, small callers); pipelines keep a [`Codec`].
+pub fn encode(cipher: &Cipher, level: i32, kind: BlobKind, id: Id, plain: &[u8]) -> Result<SealedBlob> {
+    Codec::new(cipher.clone(), level)?.encode(kind, id, plain)
 }
 
 /// Opens and decompresses one sealed blob; `raw_len` comes from the index.
@@ -114,8 +188,21 @@ pub fn decode(
         BlobCompression::None => body,
         BlobCompression::Zstd => {
             let limit = (raw_len as usize).min(MAX_BLOB_RAW);
-            zstd::bulk::decompress(&body, limit)
-                .map_err(|e| Error::format(format!("blob {id}"), format!("decompression: {e}")))?
+            thread_local! {
+                // Reused per thread: a fresh context per blob costs more than small blobs.
+                static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+            }
+            DCTX.with(|d| {
+                let mut d = d.borrow_mut();
+                if d.is_none() {
+                    *d = Some(zstd::bulk::Decompressor::new()?);
+                }
+                match d.as_mut() {
+                    Some(d) => d.decompress(&body, limit),
+                    None => Err(std::io::Error::other("no zstd context")),
+                }
+            })
+            .map_err(|e| Error::format(format!("blob {id}"), format!("decompression: {e}")))?
         }
     };
     if plain.len() != raw_len as usize {

@@ -182,8 +182,12 @@ fn seal_worker(
     level: i32,
     error: Arc<Mutex<Option<Error>>>,
 ) {
+    let mut codec = match blob::Codec::new(cipher, level) {
+        Ok(c) => c,
+        Err(e) => return set_error(&error, e),
+    };
     for job in rx {
-        match blob::encode(&cipher, level, job.kind, job.id, &job.data) {
+        match codec.encode(job.kind, job.id, &job.data) {
             Ok(s) => {
                 if tx.send(s).is_err() {
                     return;
