@@ -139,7 +139,11 @@ impl Codec {
                 }
             }
         }
-        let body: &[u8] = if comp == BlobCompression::Zstd { &self.buf } else { plain };
+        let body: &[u8] = if comp == BlobCompression::Zstd {
+            &self.buf
+        } else {
+            plain
+        };
         let sealed = self.cipher.seal(&aad(kind, comp, &id), body);
         // Verify before anything refers to it: decrypt, decompress, compare.
         let opened = self

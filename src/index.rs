@@ -115,6 +115,8 @@ impl<'a> Reader<'a> {
 #[derive(Debug, Default)]
 pub struct Index {
     packs: Vec<Id>,
+    /// Size each pack must have, from its entries (header and trailer included).
+    pack_sizes: Vec<u64>,
     pack_pos: HashMap<Id, u32>,
     entries: Vec<IndexEntry>,
     sorted: bool,
@@ -131,12 +133,14 @@ impl Index {
         }
         let p = self.packs.len() as u32;
         self.packs.push(id);
+        self.pack_sizes.push(0);
         self.pack_pos.insert(id, p);
         p
     }
 
     pub fn add_pack(&mut self, pack: &PackIndex) {
         let slot = self.pack_slot(pack.id);
+        self.pack_sizes[slot as usize] = crate::pack::expected_size(&pack.entries);
         self.entries.reserve(pack.entries.len());
         for e in &pack.entries {
             self.entries.push(IndexEntry {
@@ -172,6 +176,11 @@ impl Index {
 
     pub fn pack_id(&self, slot: u32) -> Id {
         self.packs[slot as usize]
+    }
+
+    /// The exact size of a pack file, derived from its index entries.
+    pub fn pack_size(&self, slot: u32) -> u64 {
+        self.pack_sizes[slot as usize]
     }
 
     pub fn packs(&self) -> &[Id] {

@@ -171,6 +171,12 @@ pub struct FinishedPack {
     pub raw_bytes: u64,
 }
 
+/// The exact file size of a pack holding exactly `entries`.
+pub fn expected_size(entries: &[PackEntry]) -> u64 {
+    let blobs: u64 = entries.iter().map(|e| e.sealed_len as u64).sum();
+    PACK_HEADER_LEN as u64 + blobs + (20 + ENTRY_LEN * entries.len() + SEAL_OVERHEAD) as u64 + TRAILER_LEN as u64
+}
+
 /// From the last bytes of a pack (at least 4), the sealed header's length.
 pub fn header_len_from_trailer(pack_size: u64, trailer: &[u8]) -> Result<u64> {
     let what = "pack trailer";
@@ -269,6 +275,7 @@ mod tests {
             let p = w.finish(&k, &c);
             let entries = parse(&k, &c, &p.id, &p.data).unwrap();
             prop_assert_eq!(entries.len(), blobs.len());
+            prop_assert_eq!(expected_size(&entries), p.data.len() as u64);
             for (e, b) in entries.iter().zip(&blobs) {
                 let s = &p.data[e.offset as usize..(e.offset + e.sealed_len) as usize];
                 prop_assert_eq!(&blob::decode_verified(&k, &c, e.kind, e.comp, &e.id, e.raw_len, s).unwrap(), b);

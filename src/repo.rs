@@ -111,7 +111,7 @@ impl Repository {
                 Ok(kf) => kf,
                 Err(e @ Error::UnsupportedVersion { .. }) => return Err(e),
                 Err(e) => {
-                    tracing::warn!("{e}");
+                    tracing::debug!("{e}");
                     damaged = Some(e);
                     continue;
                 }
@@ -120,7 +120,7 @@ impl Repository {
                 Ok(Some(m)) => return Ok((m, k.name.clone())),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!("{e}");
+                    tracing::debug!("{e}");
                     damaged = Some(e);
                 }
             }
@@ -128,7 +128,7 @@ impl Repository {
         match damaged {
             // Only a damaged key could have been the right one: say so.
             Some(Error::KeyDamaged { name, reason }) => Err(Error::Context {
-                context: format!("wrong password, or the matching key file {name} is damaged ({reason})"),
+                context: format!("key file {name} is damaged ({reason}) and no other key matches"),
                 source: Box::new(Error::WrongPassword),
             }),
             _ => Err(Error::WrongPassword),

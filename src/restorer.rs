@@ -118,6 +118,8 @@ fn walk<'a>(
 
 struct Target {
     path: PathBuf,
+    /// The path as backed up, for messages.
+    shown: PathBuf,
     offset: u64,
     file: usize,
 }
@@ -150,7 +152,7 @@ pub async fn restore(
 
     let errors = Arc::new(Mutex::new(Vec::<RestoreError>::new()));
     let report = |errors: &Mutex<Vec<RestoreError>>, p: &Path, e: &dyn std::fmt::Display| {
-        tracing::warn!("{}: {e}", p.display());
+        tracing::debug!("{}: {e}", p.display());
         errors.lock().push(RestoreError {
             path: p.display().to_string(),
             error: e.to_string(),
@@ -160,7 +162,7 @@ pub async fn restore(
     let mut summary = RestoreSummary::default();
     // 1. Structure: directories, symlinks, special files, empty regular files.
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    let mut deferred_links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut deferred_links: Vec<(PathBuf, PathBuf, PathBuf)> = Vec::new();
     let mut jobs: HashMap<Id, BlobJob> = HashMap::new();
     let mut failed_files = vec![false; items.len()];
     let mut total = 0u64;
@@ -194,7 +196,7 @@ pub async fn restore(
                     summary.files += 1;
                     if n.links > 1 {
                         if let Some(first) = links.get(&(n.device_id, n.inode)) {
-                            deferred_links.push((first.clone(), path.clone()));
+                            deferred_links.push((first.clone(), path.clone(), Path::new("/").join(&it.rel)));
                             return Ok(());
                         }
                         links.insert((n.device_id, n.inode), path.clone());
@@ -213,6 +215,7 @@ pub async fn restore(
                                 .targets
                                 .push(Target {
                                     path: path.clone(),
+                                    shown: Path::new("/").join(&it.rel),
                                     offset: off,
                                     file: i,
                                 });
@@ -227,7 +230,7 @@ pub async fn restore(
         })();
         if let Err(e) = res {
             failed_files[i] = true;
-            report(&errors, &path, &e);
+            report(&errors, &Path::new("/").join(&it.rel), &e);
         }
     }
     progress.bytes_total.store(total, Relaxed);
@@ -263,7 +266,7 @@ pub async fn restore(
                     for t in &b.targets {
                         if !f[t.file] {
                             f[t.file] = true;
-                            report(&errors, &t.path, &e);
+                            report(&errors, &t.shown, &e);
                         }
                     }
                 }
@@ -275,9 +278,9 @@ pub async fn restore(
     }
 
     // 3. Hard links.
-    for (first, path) in deferred_links {
+    for (first, path, shown) in deferred_links {
         if let Err(e) = std::fs::hard_link(&first, &path) {
-            report(&errors, &path, &e);
+            report(&errors, &shown, &e);
         }
     }
 
@@ -295,7 +298,7 @@ pub async fn restore(
         }
         let path = target.join(&it.rel);
         if let Err(e) = apply_meta(&path, &it.node, is_root) {
-            report(&errors, &path, &e);
+            report(&errors, &Path::new("/").join(&it.rel), &e);
         }
         if it.node.kind == NodeType::File {
             progress.files_done.fetch_add(1, Relaxed);
@@ -304,7 +307,7 @@ pub async fn restore(
     for &i in dirs.iter().rev() {
         let path = target.join(&items[i].rel);
         if let Err(e) = apply_meta(&path, &items[i].node, is_root) {
-            report(&errors, &path, &e);
+            report(&errors, &Path::new("/").join(&items[i].rel), &e);
         }
     }
     summary.errors = std::mem::take(&mut *errors.lock());
@@ -332,6 +335,18 @@ fn restore_pack(
 ) -> Result<()> {
     let pack_id = repo.index().pack_id(pack);
     let name = pack_id.to_hex();
+    // A pack of the wrong size is damaged even if the blobs we need look intact.
+    let expected = repo.index().pack_size(pack);
+    let info = rt.block_on(repo.backend().stat(FileKind::Pack, &name))?;
+    if info.size != expected {
+        return Err(Error::format(
+            format!("pack {}", pack_id.short()),
+            format!(
+                "{} bytes but the index expects {expected} (truncated or damaged)",
+                info.size
+            ),
+        ));
+    }
     let mut i = 0;
     let mut files: HashMap<PathBuf, File> = HashMap::new();
     while i < blobs.len() {

@@ -433,8 +433,10 @@ async fn restore(g: &Global, a: RestoreArgs) -> CmdResult {
                 "other_restored": s.other, "bytes_restored": s.bytes, "errors": s.errors, "duration_seconds": secs})
         );
     } else {
-        for e in &s.errors {
-            eprintln!("error: {}: {}", e.path, e.error);
+        if g.verbose > 0 {
+            for e in &s.errors {
+                eprintln!("error: {}: {}", e.path, e.error);
+            }
         }
         if !g.quiet {
             println!(
@@ -451,13 +453,7 @@ async fn restore(g: &Global, a: RestoreArgs) -> CmdResult {
     if s.errors.is_empty() {
         Ok(EXIT_OK)
     } else {
-        Err(anyhow!(
-            "{} file(s) could not be restored correctly (see above); the first: {}: {}",
-            s.errors.len(),
-            s.errors[0].path,
-            s.errors[0].error
-        )
-        .into())
+        Err(anyhow!("{}", restore_failure_line(&s.errors)).into())
     }
 }
 
@@ -582,4 +578,33 @@ async fn unlock(g: &Global, a: UnlockArgs) -> CmdResult {
         println!("removed {n} lock(s)");
     }
     Ok(EXIT_OK)
+}
+
+/// One line summarising failed restores: the most common cause and the files it hit.
+fn restore_failure_line(errors: &[restorer::RestoreError]) -> String {
+    let mut by_cause: Vec<(&str, Vec<&str>)> = Vec::new();
+    for e in errors {
+        match by_cause.iter_mut().find(|(c, _)| *c == e.error) {
+            Some((_, paths)) => paths.push(&e.path),
+            None => by_cause.push((&e.error, vec![&e.path])),
+        }
+    }
+    by_cause.sort_by_key(|(_, p)| std::cmp::Reverse(p.len()));
+    let (cause, paths) = &by_cause[0];
+    let shown: Vec<&str> = paths.iter().take(3).copied().collect();
+    let more = paths.len().saturating_sub(shown.len());
+    let mut line = format!(
+        "{} file(s) not restored correctly: {cause}; affected: {}{}",
+        errors.len(),
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    );
+    if by_cause.len() > 1 {
+        line.push_str(&format!("; {} other cause(s), see --json or -v", by_cause.len() - 1));
+    }
+    line
 }

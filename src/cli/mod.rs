@@ -120,6 +120,21 @@ fn exit_code(e: &anyhow::Error) -> i32 {
     EXIT_FATAL
 }
 
+/// One line for the user: CLI contexts, then the library error, whose own
+/// message already includes its causes (so the chain stops there).
+fn error_line(e: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        parts.push(cause.to_string());
+        if cause.downcast_ref::<lifeboat::Error>().is_some()
+            || cause.downcast_ref::<lifeboat::backend::BackendError>().is_some()
+        {
+            break;
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
 fn init_tracing(g: &Global) {
     let level = match (g.quiet, g.verbose) {
         (true, _) => "error",
@@ -165,7 +180,7 @@ pub fn main() -> i32 {
     match res {
         Ok(code) => code,
         Err(f) => {
-            let msg = format!("{:#}", f.error).replace('\n', " ");
+            let msg = error_line(&f.error);
             eprintln!("lifeboat: error: {msg}");
             f.code
         }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine, as root.
+# Installs what the tests need, then runs: formatting and lint checks, unit,
+# property and end-to-end tests, and a benchmark smoke run (no timings judged).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+log() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
+
+log "installing test dependencies"
+need=()
+command -v setpriv >/dev/null || need+=(util-linux)
+[ -x /usr/bin/time ] || need+=(time)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need[@]}"; }
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "warning: not root: tests that need root (owners, device nodes) will fail" >&2
+fi
+
+log "cargo fmt --check"
+cargo fmt --check
+
+log "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+log "cargo test"
+cargo test --all-targets --locked -- --test-threads="${LIFEBOAT_TEST_THREADS:-2}"
+
+log "benchmark smoke run"
+bash benches/run.sh --smoke
+
+log "all tests passed"
