@@ -30,6 +30,8 @@ use crate::{Error, Result};
 
 /// Read neighbouring blobs of a pack in one request when the gap is below this.
 const MERGE_GAP: u64 = 1 << 20;
+/// ...but never read more than this at once (bounds memory per worker).
+const MAX_READ: u64 = 8 << 20;
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -353,7 +355,10 @@ fn restore_pack(
         let start = blobs[i].entry.offset as u64;
         let mut end = start + blobs[i].entry.sealed_len as u64;
         let mut j = i + 1;
-        while j < blobs.len() && (blobs[j].entry.offset as u64) <= end + MERGE_GAP {
+        while j < blobs.len()
+            && (blobs[j].entry.offset as u64) <= end + MERGE_GAP
+            && blobs[j].entry.offset as u64 + blobs[j].entry.sealed_len as u64 - start <= MAX_READ
+        {
             end = end.max(blobs[j].entry.offset as u64 + blobs[j].entry.sealed_len as u64);
             j += 1;
         }
