@@ -433,8 +433,14 @@ fn scan(paths: &[PathBuf], excludes: &PathFilter, progress: &Progress) {
     progress.total_known.store(true, Relaxed);
 }
 
-/// Runs a backup. The repository's index must be loaded.
-pub async fn backup(repo: Arc<Repository>, opts: &BackupOptions, progress: Arc<Progress>) -> Result<BackupResult> {
+/// Runs a backup. The repository's index must be loaded. With `lock`, the lease is verified before the snapshot is
+/// committed, so a backup suspended past its lease never commits.
+pub async fn backup(
+    repo: Arc<Repository>,
+    opts: &BackupOptions,
+    progress: Arc<Progress>,
+    lock: Option<&crate::lock::Lock>,
+) -> Result<BackupResult> {
     let start = Utc::now();
     if opts.paths.is_empty() {
         return Err(Error::InvalidArgument("no paths to back up".into()));
@@ -521,7 +527,13 @@ pub async fn backup(repo: Arc<Repository>, opts: &BackupOptions, progress: Arc<P
             return Err(e);
         }
     };
+    if let Some(l) = lock {
+        l.ensure_valid().await?;
+    }
     saver.finish().await?;
+    if let Some(l) = lock {
+        l.ensure_valid().await?;
+    }
 
     let summary = SnapshotSummary {
         backup_start: Some(start),

@@ -24,6 +24,8 @@ pub enum Error {
     KeyDamaged { name: String, reason: String },
     #[error("repository is locked {0}")]
     Locked(String),
+    #[error("lost the repository lock: {0}; nothing was committed")]
+    LockLost(String),
     #[error("repository format version {found} is newer than this lifeboat understands (at most {supported}); upgrade lifeboat")]
     UnsupportedVersion { found: u32, supported: u32 },
     #[error("{what} failed authentication: damaged, truncated or not from this repository")]

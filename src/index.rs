@@ -170,6 +170,12 @@ impl Index {
         self.entries.get(i).filter(|e| e.id == *id)
     }
 
+    /// Position of a blob's (first) entry in [`Index::entries`].
+    pub fn position(&self, id: &Id) -> Option<usize> {
+        let i = self.entries.partition_point(|e| e.id < *id);
+        self.entries.get(i).filter(|e| e.id == *id).map(|_| i)
+    }
+
     pub fn contains(&self, id: &Id) -> bool {
         self.get(id).is_some()
     }

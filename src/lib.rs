@@ -31,6 +31,7 @@ pub mod keyfile;
 pub mod lock;
 pub mod pack;
 pub mod progress;
+pub mod prune;
 pub mod repo;
 pub mod repofile;
 pub mod restorer;

@@ -23,6 +23,33 @@ use crate::{Error, Result};
 pub const REFRESH: Duration = Duration::from_secs(5 * 60);
 pub const STALE: Duration = Duration::from_secs(30 * 60);
 
+fn env_secs(name: &str, default: Duration) -> Duration {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .map(Duration::from_secs)
+        .unwrap_or(default)
+}
+
+/// How often a held lock is refreshed (`LIFEBOAT_LOCK_REFRESH_SECS`, for tests and tuning).
+pub fn refresh_interval() -> Duration {
+    env_secs("LIFEBOAT_LOCK_REFRESH_SECS", REFRESH)
+}
+
+/// How long an unrefreshed lock stays valid (`LIFEBOAT_LOCK_STALE_SECS`).
+pub fn stale_after() -> Duration {
+    env_secs("LIFEBOAT_LOCK_STALE_SECS", STALE).max(refresh_interval() * 2)
+}
+
+/// Time since `t` by both clocks: the monotonic one misses system suspend,
+/// the wall clock can jump; the larger is the honest answer for a lease.
+fn elapsed_since(t: &(std::time::Instant, std::time::SystemTime)) -> Duration {
+    let mono = t.0.elapsed();
+    let wall = std::time::SystemTime::now().duration_since(t.1).unwrap_or_default();
+    mono.max(wall)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockInfo {
     pub time: DateTime<Utc>,
@@ -37,7 +64,7 @@ impl LockInfo {
         if now
             .signed_duration_since(self.time)
             .to_std()
-            .map(|d| d > STALE)
+            .map(|d| d > stale_after())
             .unwrap_or(false)
         {
             return true;
@@ -55,7 +82,14 @@ impl LockInfo {
 pub struct Lock {
     backend: Arc<dyn Backend>,
     name: Arc<parking_lot::Mutex<String>>,
+    lease: Arc<parking_lot::Mutex<Lease>>,
     refresher: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// When the lock file was last (re)written, and whether the lease lapsed.
+struct Lease {
+    refreshed: (std::time::Instant, std::time::SystemTime),
+    lost: bool,
 }
 
 async fn write_lock(backend: &Arc<dyn Backend>, cipher: &Cipher, info: &LockInfo) -> Result<String> {
@@ -83,17 +117,35 @@ impl Lock {
             return Err(e);
         }
         let name = Arc::new(parking_lot::Mutex::new(name));
+        let lease = Arc::new(parking_lot::Mutex::new(Lease {
+            refreshed: (std::time::Instant::now(), std::time::SystemTime::now()),
+            lost: false,
+        }));
         let refresher = {
             let backend = backend.clone();
             let name = name.clone();
+            let lease = lease.clone();
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(REFRESH).await;
+                    tokio::time::sleep(refresh_interval()).await;
+                    // A process suspended past the lease must not revive its
+                    // lock: others may have acted on it being stale.
+                    if elapsed_since(&lease.lock().refreshed) > stale_after() {
+                        lease.lock().lost = true;
+                        tracing::warn!(
+                            "repository lock lapsed (process was suspended?); this operation will not commit"
+                        );
+                        return;
+                    }
                     let mut info = info.clone();
                     info.time = Utc::now();
-                    if let Ok(new) = write_lock(&backend, &cipher, &info).await {
-                        let old = std::mem::replace(&mut *name.lock(), new);
-                        let _ = backend.remove(FileKind::Lock, &old).await;
+                    match write_lock(&backend, &cipher, &info).await {
+                        Ok(new) => {
+                            lease.lock().refreshed = (std::time::Instant::now(), std::time::SystemTime::now());
+                            let old = std::mem::replace(&mut *name.lock(), new);
+                            let _ = backend.remove(FileKind::Lock, &old).await;
+                        }
+                        Err(e) => tracing::warn!("refreshing the repository lock failed: {e}"),
                     }
                 }
             })
@@ -101,6 +153,7 @@ impl Lock {
         Ok(Lock {
             backend,
             name,
+            lease,
             refresher: Some(refresher),
         })
     }
@@ -139,6 +192,31 @@ impl Lock {
             }
         }
         Ok(())
+    }
+
+    /// Fails unless the lock is certainly still held: refreshed recently
+    /// enough that no other client can have judged it stale, and its file
+    /// still present. Called right before an operation commits (a snapshot,
+    /// a deletion), so a client suspended past its lease aborts instead.
+    pub async fn ensure_valid(&self) -> Result<()> {
+        let (lost, age) = {
+            let l = self.lease.lock();
+            (l.lost, elapsed_since(&l.refreshed))
+        };
+        let limit = stale_after().saturating_sub(refresh_interval());
+        if lost || age > limit {
+            return Err(Error::LockLost(format!(
+                "not refreshed for {}s (others treat locks older than {}s as stale)",
+                age.as_secs(),
+                stale_after().as_secs()
+            )));
+        }
+        let name = self.name.lock().clone();
+        match self.backend.stat(FileKind::Lock, &name).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Err(Error::LockLost("its lock file was removed by another client".into())),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn release(mut self) {

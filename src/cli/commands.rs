@@ -20,7 +20,7 @@ use lifeboat::util::human_bytes;
 use super::password::{self, Sources};
 use super::{Cli, Command, Failure, Global, SnapFilter, EXIT_OK, EXIT_PARTIAL};
 
-type CmdResult = Result<i32, Failure>;
+pub(super) type CmdResult = Result<i32, Failure>;
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
@@ -123,6 +123,16 @@ pub struct NewPasswordArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Repack packs whose unused share exceeds this percentage
+    #[arg(long, default_value_t = 10.0)]
+    pub max_unused: f64,
+    /// Only report what would be deleted and repacked
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct UnlockArgs {
     /// Remove all locks, not only stale ones
     #[arg(long)]
@@ -145,7 +155,7 @@ fn get_password(g: &Global, confirm: bool) -> anyhow::Result<zeroize::Zeroizing<
     )
 }
 
-async fn open(g: &Global) -> Result<Repository, Failure> {
+pub(super) async fn open(g: &Global) -> Result<Repository, Failure> {
     let url = repo_url(g)?;
     let backend = backend::open(&url)?;
     if !backend.exists().await.map_err(lifeboat::Error::from)? {
@@ -155,7 +165,7 @@ async fn open(g: &Global) -> Result<Repository, Failure> {
     Ok(Repository::open(backend, &pw).await?)
 }
 
-fn progress_mode(g: &Global) -> Mode {
+pub(super) fn progress_mode(g: &Global) -> Mode {
     if g.json {
         Mode::Json
     } else if g.quiet || !std::io::stderr().is_terminal() {
@@ -165,7 +175,7 @@ fn progress_mode(g: &Global) -> Mode {
     }
 }
 
-fn filter(f: &SnapFilter) -> SnapshotFilter {
+pub(super) fn filter(f: &SnapFilter) -> SnapshotFilter {
     SnapshotFilter {
         hosts: f.host.clone(),
         tags: f.tag.clone(),
@@ -173,7 +183,7 @@ fn filter(f: &SnapFilter) -> SnapshotFilter {
     }
 }
 
-async fn locked(repo: &Repository, exclusive: bool) -> Result<Lock, Failure> {
+pub(super) async fn locked(repo: &Repository, exclusive: bool) -> Result<Lock, Failure> {
     Ok(Lock::acquire(repo.backend().clone(), repo.cipher().clone(), exclusive).await?)
 }
 
@@ -188,6 +198,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Dump(a) => dump(&g, a).await,
         Command::Key(k) => key(&g, k).await,
         Command::Unlock(a) => unlock(&g, a).await,
+        Command::Prune(a) => prune(&g, a).await,
     }
 }
 
@@ -242,7 +253,7 @@ async fn backup(g: &Global, a: BackupArgs) -> CmdResult {
     };
     let res = {
         let _reporter = Reporter::start(progress.clone(), progress_mode(g), "backup");
-        archiver::backup(repo.clone(), &opts, progress.clone()).await
+        archiver::backup(repo.clone(), &opts, progress.clone(), Some(&lock)).await
     };
     lock.release().await;
     let r = res?;
@@ -607,4 +618,43 @@ fn restore_failure_line(errors: &[restorer::RestoreError]) -> String {
         line.push_str(&format!("; {} other cause(s), see --json or -v", by_cause.len() - 1));
     }
     line
+}
+
+async fn prune(g: &Global, a: PruneArgs) -> CmdResult {
+    if !(0.0..=100.0).contains(&a.max_unused) {
+        return Err(anyhow!("--max-unused must be a percentage between 0 and 100").into());
+    }
+    let mut repo = open(g).await?;
+    let lock = locked(&repo, true).await?;
+    let res = async {
+        repo.load_index().await?;
+        lifeboat::prune::prune(
+            &repo,
+            &lock,
+            &lifeboat::prune::PruneOptions {
+                max_unused: a.max_unused / 100.0,
+                dry_run: a.dry_run,
+            },
+        )
+        .await
+    }
+    .await;
+    lock.release().await;
+    let s = res?;
+    if g.json {
+        println!("{}", serde_json::to_string(&s).context("serialising")?);
+    } else if !g.quiet {
+        println!(
+            "{}{} snapshots, {} packs: {} deleted, {} repacked ({} moved), {} unreferenced deleted; {} freed",
+            if s.dry_run { "dry run: " } else { "" },
+            s.snapshots,
+            s.packs_total,
+            s.packs_deleted,
+            s.packs_repacked,
+            human_bytes(s.bytes_repacked),
+            s.packs_unreferenced_deleted,
+            human_bytes(s.bytes_freed)
+        );
+    }
+    Ok(EXIT_OK)
 }

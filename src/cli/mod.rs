@@ -86,6 +86,8 @@ pub enum Command {
     Key(commands::KeyCommand),
     /// Remove stale locks
     Unlock(commands::UnlockArgs),
+    /// Delete data no snapshot needs; repack mostly-unused packs
+    Prune(commands::PruneArgs),
 }
 
 /// A failure with the exit code it maps to.
@@ -110,7 +112,7 @@ fn exit_code(e: &anyhow::Error) -> i32 {
         if let Some(le) = cause.downcast_ref::<lifeboat::Error>() {
             return match le.root() {
                 E::RepoNotFound(_) => EXIT_NO_REPO,
-                E::Locked(_) => EXIT_LOCKED,
+                E::Locked(_) | E::LockLost(_) => EXIT_LOCKED,
                 E::WrongPassword => EXIT_WRONG_PASSWORD,
                 E::Interrupted => EXIT_INTERRUPTED,
                 _ => EXIT_FATAL,
