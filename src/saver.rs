@@ -289,6 +289,14 @@ async fn uploader(
                         Ok(()) | Err(BackendError::AlreadyExists { .. }) => {}
                         Err(e) => return Err(Error::from(e)).with_context(|| format!("uploading pack {}", p.id.short())),
                     }
+                    // Verify the stored size before any index refers to the pack.
+                    let stored = repo.backend().stat(FileKind::Pack, &name).await
+                        .with_context(|| format!("verifying pack {}", p.id.short()))?;
+                    if stored.size != size {
+                        return Err(Error::integrity(format!(
+                            "pack {} after upload ({} bytes stored, {size} written)", p.id.short(), stored.size
+                        )));
+                    }
                     stats.data_added.fetch_add(size, Relaxed);
                     stats.packs.fetch_add(1, Relaxed);
                     Ok(PackIndex { id: p.id, entries: p.entries })

@@ -9,6 +9,7 @@
 //! - `list` returns every file of a kind; retries, limits and fault injection
 //!   are wrappers around a backend, not part of one.
 
+pub mod fault;
 pub mod local;
 
 use std::fmt;
@@ -109,14 +110,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
 }
 
 /// Opens the backend a repository URL names. Plain paths are local directories.
+/// `LIFEBOAT_TEST_FAULTS` wraps it in [`fault::FaultBackend`] (tests only).
 pub fn open(url: &str) -> Result<std::sync::Arc<dyn Backend>, crate::Error> {
-    if let Some(rest) = url.strip_prefix("local:") {
-        return Ok(std::sync::Arc::new(local::LocalBackend::new(rest)));
-    }
+    let path = url.strip_prefix("local:").unwrap_or(url);
     if url.contains("://") {
         return Err(crate::Error::InvalidArgument(format!(
             "unsupported repository URL {url:?}: only local directories are supported in this version"
         )));
     }
-    Ok(std::sync::Arc::new(local::LocalBackend::new(url)))
+    let b: std::sync::Arc<dyn Backend> = std::sync::Arc::new(local::LocalBackend::new(path));
+    fault::FaultBackend::from_env(b).map_err(crate::Error::InvalidArgument)
 }
