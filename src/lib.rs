@@ -32,6 +32,7 @@ pub mod lock;
 pub mod pack;
 pub mod progress;
 pub mod prune;
+pub mod repair;
 pub mod repo;
 pub mod repofile;
 pub mod restorer;

@@ -122,6 +122,22 @@ pub struct NewPasswordArgs {
     pub new_password_file: Option<PathBuf>,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Rebuild the index from the pack files
+    Index {
+        /// Read every pack's header, not only packs the index does not describe
+        #[arg(long)]
+        read_all_packs: bool,
+    },
+    /// Write repaired copies (tag `repaired`) of snapshots that refer to missing data
+    Snapshots {
+        /// Remove the damaged originals after writing the repaired copies
+        #[arg(long)]
+        forget: bool,
+    },
+}
+
 #[derive(Args, Debug)]
 pub struct PruneArgs {
     /// Repack packs whose unused share exceeds this percentage
@@ -199,6 +215,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Key(k) => key(&g, k).await,
         Command::Unlock(a) => unlock(&g, a).await,
         Command::Prune(a) => prune(&g, a).await,
+        Command::Repair(r) => repair(&g, r).await,
     }
 }
 
@@ -655,6 +672,56 @@ async fn prune(g: &Global, a: PruneArgs) -> CmdResult {
             s.packs_unreferenced_deleted,
             human_bytes(s.bytes_freed)
         );
+    }
+    Ok(EXIT_OK)
+}
+
+async fn repair(g: &Global, r: RepairCommand) -> CmdResult {
+    let mut repo = open(g).await?;
+    let lock = locked(&repo, true).await?;
+    let res: Result<serde_json::Value, lifeboat::Error> = async {
+        match r {
+            RepairCommand::Index { read_all_packs } => {
+                let s = lifeboat::repair::repair_index(&repo, &lock, read_all_packs).await?;
+                if !g.json && !g.quiet {
+                    println!(
+                        "index rebuilt: {} packs ({} headers read), {} blobs, {} index files replaced",
+                        s.packs, s.packs_read, s.blobs, s.index_files_replaced
+                    );
+                    for p in &s.packs_unreadable {
+                        eprintln!("unreadable pack (left in place): {p}");
+                    }
+                }
+                Ok(serde_json::to_value(&s).unwrap_or_default())
+            }
+            RepairCommand::Snapshots { forget } => {
+                repo.load_index().await?;
+                let repo = Arc::new(repo);
+                let s = lifeboat::repair::repair_snapshots(repo.clone(), &lock, forget).await?;
+                if !g.json && !g.quiet {
+                    println!(
+                        "{} snapshots checked, {} repaired",
+                        s.snapshots_checked,
+                        s.repaired.len()
+                    );
+                    for r in &s.repaired {
+                        println!(
+                            "  {} -> {}: removed {}",
+                            r.original.short(),
+                            r.repaired.short(),
+                            r.removed_paths.join(", ")
+                        );
+                    }
+                }
+                Ok(serde_json::to_value(&s).unwrap_or_default())
+            }
+        }
+    }
+    .await;
+    lock.release().await;
+    let v = res?;
+    if g.json {
+        println!("{v}");
     }
     Ok(EXIT_OK)
 }

@@ -88,6 +88,9 @@ pub enum Command {
     Unlock(commands::UnlockArgs),
     /// Delete data no snapshot needs; repack mostly-unused packs
     Prune(commands::PruneArgs),
+    /// Rebuild the index from packs, or salvage damaged snapshots
+    #[command(subcommand)]
+    Repair(commands::RepairCommand),
 }
 
 /// A failure with the exit code it maps to.

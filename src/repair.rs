@@ -1,0 +1,222 @@
+//! Repair: rebuild the index from the packs themselves, and salvage damaged
+//! snapshots. Repair never deletes a pack or a blob; it only writes new index
+//! and snapshot files (and, for the index, removes index files it superseded).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::backend::FileKind;
+use crate::blob::BlobKind;
+use crate::id::Id;
+use crate::index::{IndexFile, PackIndex};
+use crate::lock::Lock;
+use crate::repo::Repository;
+use crate::repofile::{self, Magic};
+use crate::saver::Saver;
+use crate::snapshot::Snapshot;
+use crate::tree::{Node, NodeType, Tree};
+use crate::{Error, Result};
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RepairIndexSummary {
+    pub packs: usize,
+    pub packs_read: usize,
+    pub packs_unreadable: Vec<String>,
+    pub blobs: usize,
+    pub index_files_replaced: usize,
+}
+
+/// Rebuilds the index: packs already indexed with the right size keep their
+/// entries (unless `read_all`), every other pack's header is read. Unreadable
+/// packs are reported and left alone.
+pub async fn repair_index(repo: &Repository, lock: &Lock, read_all: bool) -> Result<RepairIndexSummary> {
+    let backend = repo.backend();
+    let mut summary = RepairIndexSummary::default();
+    // Lenient load of the old index: skip files that do not open.
+    let old_files = backend.list(FileKind::Index).await?;
+    let mut known: HashMap<Id, PackIndex> = HashMap::new();
+    for f in &old_files {
+        let Ok(id) = f.name.parse::<Id>() else { continue };
+        let Ok(data) = backend.read(FileKind::Index, &f.name).await else {
+            continue;
+        };
+        let Ok(plain) = repofile::open(repo.cipher(), Magic::Index, &id, &data, "index") else {
+            tracing::warn!("index {} is unreadable; rebuilding from packs", id.short());
+            continue;
+        };
+        if repo.key().file_id(&plain) != id {
+            continue;
+        }
+        if let Ok(file) = IndexFile::decode(&plain) {
+            for p in file.packs {
+                known.insert(p.id, p);
+            }
+        }
+    }
+    let mut packs = Vec::new();
+    for f in backend.list(FileKind::Pack).await? {
+        let Ok(pid) = f.name.parse::<Id>() else { continue };
+        summary.packs += 1;
+        if !read_all {
+            if let Some(p) = known.get(&pid) {
+                if crate::pack::expected_size(&p.entries) == f.size {
+                    packs.push(p.clone());
+                    continue;
+                }
+            }
+        }
+        summary.packs_read += 1;
+        match repo.read_pack_header(&pid, f.size).await {
+            Ok(entries) => packs.push(PackIndex { id: pid, entries }),
+            Err(e) => {
+                tracing::warn!("pack {}: {e}", pid.short());
+                summary.packs_unreadable.push(format!("{}: {e}", pid.short()));
+            }
+        }
+    }
+    summary.blobs = packs.iter().map(|p| p.entries.len()).sum();
+    let supersedes: Vec<Id> = old_files.iter().filter_map(|f| f.name.parse().ok()).collect();
+    lock.ensure_valid().await?;
+    let new = repo.save_index(&IndexFile { supersedes, packs }).await?;
+    lock.ensure_valid().await?;
+    for f in &old_files {
+        if f.name != new.to_hex() {
+            backend.remove(FileKind::Index, &f.name).await?;
+            summary.index_files_replaced += 1;
+        }
+    }
+    Ok(summary)
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RepairSnapshotsSummary {
+    pub snapshots_checked: usize,
+    /// (old id, new id, paths dropped)
+    pub repaired: Vec<RepairedSnapshot>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct RepairedSnapshot {
+    pub original: Id,
+    pub repaired: Id,
+    pub removed_paths: Vec<String>,
+}
+
+struct Salvage<'a> {
+    repo: &'a Repository,
+    saver: &'a Saver,
+    done: HashMap<Id, (Id, bool)>,
+    removed: Vec<String>,
+}
+
+impl Salvage<'_> {
+    /// Rewrites a tree without what cannot be restored; returns (id, changed).
+    async fn tree(&mut self, id: Id, path: &str) -> Result<(Id, bool)> {
+        if let Some(r) = self.done.get(&id) {
+            return Ok(*r);
+        }
+        let tree = match self.repo.read_tree(&id).await {
+            Ok(t) => t,
+            Err(e) => {
+                self.removed.push(format!("{path}/ (directory contents: {e})"));
+                let empty = Tree::default();
+                return Ok((self.save(&empty)?, true));
+            }
+        };
+        let mut out = Tree::default();
+        let mut changed = false;
+        for node in tree.nodes {
+            let p = format!("{path}/{}", String::from_utf8_lossy(&node.name.0));
+            match node.kind {
+                NodeType::Dir => {
+                    let mut n: Node = node.clone();
+                    if let Some(sub) = node.subtree {
+                        let (nid, ch) = Box::pin(self.tree(sub, &p)).await?;
+                        changed |= ch;
+                        n.subtree = Some(nid);
+                    }
+                    out.nodes.push(n);
+                }
+                NodeType::File => {
+                    if node.data_ids().all(|(b, _)| self.repo.index().contains(&b)) {
+                        out.nodes.push(node);
+                    } else {
+                        // A file with missing data is dropped, not padded:
+                        // restoring wrong bytes silently is worse than a gap.
+                        self.removed.push(p);
+                        changed = true;
+                    }
+                }
+                _ => out.nodes.push(node),
+            }
+        }
+        let nid = if changed { self.save(&out)? } else { id };
+        self.done.insert(id, (nid, changed));
+        Ok((nid, changed))
+    }
+
+    fn save(&self, t: &Tree) -> Result<Id> {
+        let bytes = t.encode();
+        let id = self.repo.key().blob_id(&bytes);
+        self.saver.save(BlobKind::Tree, id, bytes.into())?;
+        Ok(id)
+    }
+}
+
+/// Writes a repaired copy (tag `repaired`) of every snapshot that refers to
+/// missing data; with `forget`, removes the damaged originals afterwards.
+pub async fn repair_snapshots(
+    repo: std::sync::Arc<Repository>,
+    lock: &Lock,
+    forget: bool,
+) -> Result<RepairSnapshotsSummary> {
+    let snaps = Snapshot::load_all(&repo).await?;
+    let mut summary = RepairSnapshotsSummary {
+        snapshots_checked: snaps.len(),
+        ..Default::default()
+    };
+    let saver = Saver::start(repo.clone());
+    let mut pending = Vec::new();
+    {
+        let mut s = Salvage {
+            repo: &repo,
+            saver: &saver,
+            done: HashMap::new(),
+            removed: Vec::new(),
+        };
+        for (id, snap) in &snaps {
+            s.removed.clear();
+            let (tree, changed) = s.tree(snap.tree, "").await?;
+            if changed {
+                let mut new = snap.clone();
+                new.tree = tree;
+                if !new.tags.iter().any(|t| t == "repaired") {
+                    new.tags.push("repaired".into());
+                }
+                new.parent = Some(*id);
+                pending.push((*id, new, std::mem::take(&mut s.removed)));
+            }
+        }
+    }
+    saver.finish().await?;
+    lock.ensure_valid().await?;
+    let mut originals = HashSet::new();
+    for (old, snap, removed) in pending {
+        let new = snap.save(&repo).await?;
+        originals.insert(old);
+        summary.repaired.push(RepairedSnapshot {
+            original: old,
+            repaired: new,
+            removed_paths: removed,
+        });
+    }
+    if forget {
+        lock.ensure_valid().await?;
+        for old in originals {
+            repo.backend()
+                .remove(FileKind::Snapshot, &old.to_hex())
+                .await
+                .map_err(Error::from)?;
+        }
+    }
+    Ok(summary)
+}
