@@ -28,7 +28,7 @@ use crate::pack::{FinishedPack, PackWriter};
 use crate::repo::Repository;
 use crate::{Error, Result};
 
-const UPLOADS: usize = 2;
+const UPLOADS: usize = 1;
 const PACKS_QUEUED: usize = 1;
 /// Write an index file after this many packs, so an interrupted backup's
 /// uploads are reusable by the next run.
