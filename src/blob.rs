@@ -149,7 +149,7 @@ impl Codec {
         let opened = self
             .cipher
             .open(&aad(kind, comp, &id), &sealed)
-            .map_err(|_| Error::integrity(format!("blob {id} failed verification after sealing")))?;
+            .map_err(|_| Error::integrity(format!("blob {} failed verification after sealing", id.short())))?;
         let ok = match comp {
             BlobCompression::None => opened == plain,
             BlobCompression::Zstd => self
@@ -159,7 +159,10 @@ impl Codec {
                 .unwrap_or(false),
         };
         if !ok {
-            return Err(Error::integrity(format!("blob {id} failed verification after sealing")));
+            return Err(Error::integrity(format!(
+                "blob {} failed verification after sealing",
+                id.short()
+            )));
         }
         Ok(SealedBlob {
             id,
@@ -187,7 +190,7 @@ pub fn decode(
 ) -> Result<Vec<u8>> {
     let body = cipher
         .open(&aad(kind, comp, id), sealed)
-        .map_err(|_| Error::integrity(format!("blob {id}")))?;
+        .map_err(|_| Error::integrity(format!("blob {}", id.short())))?;
     let plain = match comp {
         BlobCompression::None => body,
         BlobCompression::Zstd => {
@@ -206,12 +209,12 @@ pub fn decode(
                     None => Err(std::io::Error::other("no zstd context")),
                 }
             })
-            .map_err(|e| Error::format(format!("blob {id}"), format!("decompression: {e}")))?
+            .map_err(|e| Error::format(format!("blob {}", id.short()), format!("decompression: {e}")))?
         }
     };
     if plain.len() != raw_len as usize {
         return Err(Error::format(
-            format!("blob {id}"),
+            format!("blob {}", id.short()),
             format!("length {} but index says {raw_len}", plain.len()),
         ));
     }
@@ -230,7 +233,10 @@ pub fn decode_verified(
 ) -> Result<Vec<u8>> {
     let plain = decode(cipher, kind, comp, id, raw_len, sealed)?;
     if key.blob_id(&plain) != *id {
-        return Err(Error::integrity(format!("blob {id} (content does not hash to its id)")));
+        return Err(Error::integrity(format!(
+            "blob {} (content does not hash to its id)",
+            id.short()
+        )));
     }
     Ok(plain)
 }

@@ -262,16 +262,24 @@ pub async fn restore(
                 break;
             };
             blobs.sort_by_key(|b| b.entry.offset);
-            if let Err(e) = restore_pack(&repo, &rt, pack, &blobs, &progress) {
-                let mut f = failed.lock();
-                for b in &blobs {
-                    for t in &b.targets {
-                        if !f[t.file] {
-                            f[t.file] = true;
-                            report(&errors, &t.shown, &e);
-                        }
+            let mut damaged = Vec::new();
+            let res = restore_pack(&repo, &rt, pack, &blobs, &progress, &mut damaged);
+            let mut f = failed.lock();
+            let mut fail = |b: &BlobJob, e: &Error| {
+                for t in &b.targets {
+                    if !f[t.file] {
+                        f[t.file] = true;
+                        report(&errors, &t.shown, e);
                     }
                 }
+            };
+            if let Err(e) = res {
+                for b in &blobs {
+                    fail(b, &e);
+                }
+            }
+            for (k, e) in &damaged {
+                fail(&blobs[*k], e);
             }
         }));
     }
@@ -334,6 +342,7 @@ fn restore_pack(
     pack: u32,
     blobs: &[BlobJob],
     progress: &Progress,
+    damaged: &mut Vec<(usize, Error)>,
 ) -> Result<()> {
     let pack_id = repo.index().pack_id(pack);
     let name = pack_id.to_hex();
@@ -368,10 +377,17 @@ fn restore_pack(
                 context: format!("pack {}", pack_id.short()),
                 source: Box::new(e.into()),
             })?;
-        for b in &blobs[i..j] {
+        for (k, b) in blobs[i..j].iter().enumerate() {
             let off = (b.entry.offset as u64 - start) as usize;
             let sealed = &data[off..off + b.entry.sealed_len as usize];
-            let plain = repo.decode_blob(&b.entry, sealed)?;
+            let plain = match repo.decode_blob(&b.entry, sealed) {
+                Ok(p) => p,
+                Err(e) => {
+                    // Only the files that need this blob fail; the others go on.
+                    damaged.push((i + k, e));
+                    continue;
+                }
+            };
             for t in &b.targets {
                 if !files.contains_key(&t.path) {
                     let f = OpenOptions::new()
