@@ -19,6 +19,7 @@
 pub mod archiver;
 pub mod backend;
 pub mod blob;
+pub mod check;
 pub mod chunker;
 pub mod config;
 pub mod crypto;
@@ -36,6 +37,7 @@ pub mod repair;
 pub mod repo;
 pub mod repofile;
 pub mod restorer;
+pub mod retention;
 pub mod saver;
 pub mod snapshot;
 pub mod tree;

@@ -90,6 +90,7 @@ fn assert_all_restore(f: &Fixture, lb: &Lb, what: &str) {
 /// and everything (including the new snapshot) restores.
 fn assert_recovers(f: &Fixture, lb: &Lb, what: &str) {
     assert_all_restore(f, lb, what);
+    assert_check_passes(lb, what);
     let s = snapshot_id(&lb.backup(&[&f.src], &[]));
     let out = lb.run(["prune"]);
     assert!(
@@ -101,11 +102,22 @@ fn assert_recovers(f: &Fixture, lb: &Lb, what: &str) {
     let again = parse_json(&lb.run_ok(["prune", "--json"]).stdout);
     assert_eq!(json_u64(&again, "packs_unreferenced_deleted"), 0, "{what}: {again}");
     assert_all_restore(f, lb, what);
+    assert_check_passes(lb, what);
     let target = f.t.join("verify-new");
     let _ = fs::remove_dir_all(&target);
     lb.run_ok(["restore", &s, "--target", target.to_str().expect("utf-8")]);
     assert_trees_equal(&f.src, &restored_path(&target, &f.src));
     fs::remove_dir_all(&target).expect("cleanup");
+}
+
+/// `check --read-data` passes: leftovers of a crash are warnings, never errors.
+fn assert_check_passes(lb: &Lb, what: &str) {
+    let out = lb.run(["check", "--read-data"]);
+    assert!(
+        out.status.success(),
+        "{what}: check --read-data failed\n{}",
+        describe(&out)
+    );
 }
 
 /// Crashes `args` at the n-th create/remove call, for every n until the
@@ -149,6 +161,48 @@ fn prune_crash_at_every_storage_call() {
     let f = fixture("faults-prune-crash");
     let n = crash_everywhere(&f, &["prune", "--max-unused", "0"], "prune");
     assert!(n >= 4, "only {n} crash points exercised");
+}
+
+#[test]
+fn forget_crash_at_every_storage_call() {
+    let f = fixture("faults-forget-crash");
+    let (s1, s3) = (f.snaps[0].0.clone(), f.snaps[1].0.clone());
+    let mut crashes = 0;
+    for op in ["create", "remove"] {
+        for mode in ["abort-before", "abort-after"] {
+            for n in 1..200 {
+                let lb = fresh_repo(&f, "work");
+                let fault = format!("{mode}:{op}:*:{n}");
+                let out = with_faults(&lb, &["forget", "--keep-last", "1", "--prune"], &fault);
+                if out.status.success() {
+                    break;
+                }
+                assert_eq!(out.status.code(), None, "forget with {fault}\n{}", describe(&out));
+                crashes += 1;
+                let what = format!("forget crashed at {fault}");
+                // The kept snapshot is always there; the forgotten one is either
+                // gone or still complete.
+                let ids = lb.snapshot_ids();
+                assert!(ids.contains(&s3), "{what}: kept snapshot lost: {ids:?}");
+                for (id, copy) in &f.snaps {
+                    if !ids.contains(id) {
+                        assert_eq!(id, &s1, "{what}");
+                        continue;
+                    }
+                    let target = f.t.join("verify");
+                    let _ = fs::remove_dir_all(&target);
+                    lb.run_ok(["restore", id, "--target", target.to_str().expect("utf-8")]);
+                    assert_trees_equal(copy, &restored_path(&target, &f.src));
+                    fs::remove_dir_all(&target).expect("cleanup");
+                }
+                assert_check_passes(&lb, &what);
+                lb.run_ok(["forget", "--keep-last", "1", "--prune"]);
+                assert_eq!(lb.snapshot_ids().len(), 1, "{what}");
+                assert_check_passes(&lb, &what);
+            }
+        }
+    }
+    assert!(crashes >= 4, "only {crashes} crash points exercised");
 }
 
 #[test]

@@ -216,6 +216,8 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Unlock(a) => unlock(&g, a).await,
         Command::Prune(a) => prune(&g, a).await,
         Command::Repair(r) => repair(&g, r).await,
+        Command::Check(a) => super::cmd_check::run(&g, a).await,
+        Command::Forget(a) => super::cmd_forget::run(&g, a).await,
     }
 }
 

@@ -3,6 +3,8 @@
 //! be read, 10 repository does not exist, 11 could not take a lock, 12 wrong
 //! password, 130 interrupted.
 
+mod cmd_check;
+mod cmd_forget;
 mod commands;
 mod password;
 
@@ -86,11 +88,15 @@ pub enum Command {
     Key(commands::KeyCommand),
     /// Remove stale locks
     Unlock(commands::UnlockArgs),
+    /// Remove snapshots according to a retention policy
+    Forget(cmd_forget::ForgetArgs),
     /// Delete data no snapshot needs; repack mostly-unused packs
     Prune(commands::PruneArgs),
     /// Rebuild the index from packs, or salvage damaged snapshots
     #[command(subcommand)]
     Repair(commands::RepairCommand),
+    /// Verify the repository: structure, and with --read-data* the data itself
+    Check(cmd_check::CheckArgs),
 }
 
 /// A failure with the exit code it maps to.
