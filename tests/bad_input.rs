@@ -313,3 +313,22 @@ fn bit_flips_in_pack_data_are_never_restored_silently() {
     }
     fs::write(&pack, &pristine).expect("restore pack");
 }
+
+/// A bit flipped inside the sealed config: every command, `check` included,
+/// refuses with one line and exit 1, and changes nothing.
+#[test]
+fn bit_flip_in_config_is_refused() {
+    let f = fixture("bad-config-flip");
+    let config = f.lb.repo.join("config");
+    let mut bytes = fs::read(&config).expect("read config");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    fs::write(&config, &bytes).expect("write config");
+    let target = f.t.join("target");
+    let mut all = commands(&f, &target);
+    all.push(vec!["check".into(), "--read-data".into()]);
+    for args in all {
+        let stderr = fails_cleanly(&f.lb, &args, &[1], "damaged config");
+        assert!(stderr.contains("config"), "the error should name the config: {stderr}");
+    }
+}
