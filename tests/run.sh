@@ -29,7 +29,9 @@ log "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 log "cargo test"
-cargo test --all-targets --locked -- --test-threads="${LIFEBOAT_TEST_THREADS:-2}"
+# Thread count through the environment: criterion benches (run once each in
+# test mode) do not accept libtest's --test-threads flag.
+RUST_TEST_THREADS="${LIFEBOAT_TEST_THREADS:-2}" cargo test --all-targets --locked
 
 log "benchmark smoke run"
 bash benches/run.sh --smoke
