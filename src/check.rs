@@ -84,8 +84,8 @@ use crate::id::Id;
 use crate::index::{Index, IndexEntry, IndexFile};
 use crate::pack::{self, PackEntry};
 use crate::progress::Progress;
+use crate::repo::decode_index_file;
 use crate::repo::Repository;
-use crate::repofile::{self, Magic};
 use crate::snapshot::Snapshot;
 use crate::tree::{Extent, NodeType, Tree};
 use crate::{Error, Result};
@@ -680,15 +680,6 @@ async fn report_uses(report: &mut CheckReport, walker: &mut Walker<'_>, snapshot
 // ---------------------------------------------------------------------------
 // Loading: index files, packs, snapshots
 // ---------------------------------------------------------------------------
-
-fn decode_index_file(key: &MasterKey, cipher: &Cipher, id: &Id, data: &[u8]) -> Result<IndexFile> {
-    let what = format!("index {}", id.short());
-    let plain = repofile::open(cipher, Magic::Index, id, data, &what)?;
-    if key.file_id(&plain) != *id {
-        return Err(Error::integrity(what));
-    }
-    IndexFile::decode(&plain).map_err(|r| Error::format(what, r))
-}
 
 /// Reads every index file, recording damaged ones instead of failing.
 /// Returns the merged index and, per pack, the index file that lists it.

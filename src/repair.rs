@@ -10,7 +10,6 @@ use crate::id::Id;
 use crate::index::{IndexFile, PackIndex};
 use crate::lock::Lock;
 use crate::repo::Repository;
-use crate::repofile::{self, Magic};
 use crate::saver::Saver;
 use crate::snapshot::Snapshot;
 use crate::tree::{Node, NodeType, Tree};
@@ -39,17 +38,13 @@ pub async fn repair_index(repo: &Repository, lock: &Lock, read_all: bool) -> Res
         let Ok(data) = backend.read(FileKind::Index, &f.name).await else {
             continue;
         };
-        let Ok(plain) = repofile::open(repo.cipher(), Magic::Index, &id, &data, "index") else {
-            tracing::warn!("index {} is unreadable; rebuilding from packs", id.short());
-            continue;
-        };
-        if repo.key().file_id(&plain) != id {
-            continue;
-        }
-        if let Ok(file) = IndexFile::decode(&plain) {
-            for p in file.packs {
-                known.insert(p.id, p);
+        match crate::repo::decode_index_file(repo.key(), repo.cipher(), &id, &data) {
+            Ok(file) => {
+                for p in file.packs {
+                    known.insert(p.id, p);
+                }
             }
+            Err(e) => tracing::warn!("index {} is unreadable ({e}); rebuilding from packs", id.short()),
         }
     }
     let mut packs = Vec::new();

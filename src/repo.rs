@@ -273,7 +273,8 @@ impl Repository {
     }
 }
 
-fn decode_index_file(key: &MasterKey, cipher: &Cipher, id: &Id, data: &[u8]) -> Result<IndexFile> {
+/// Opens and decodes one index file, checking its content against its id.
+pub fn decode_index_file(key: &MasterKey, cipher: &Cipher, id: &Id, data: &[u8]) -> Result<IndexFile> {
     let what = format!("index {}", id.short());
     let plain = repofile::open(cipher, Magic::Index, id, data, &what)?;
     if key.file_id(&plain) != *id {

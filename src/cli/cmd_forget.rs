@@ -18,7 +18,6 @@ use lifeboat::prune::PruneOptions;
 use lifeboat::repo::Repository;
 use lifeboat::retention::{self, CalendarDuration, GroupBy, GroupPlan, Policy, PolicyFile, SnapshotInfo};
 use lifeboat::snapshot::{Snapshot, SnapshotFilter};
-use lifeboat::util::human_bytes;
 
 use super::commands::{locked, open};
 use super::{Failure, Global, EXIT_OK};
@@ -236,16 +235,7 @@ async fn forget(
         if g.json {
             println!("{}", serde_json::to_string(&s).context("serialising")?);
         } else if !g.quiet {
-            println!(
-                "prune: {} snapshots, {} packs: {} deleted, {} repacked ({} moved), {} unreferenced deleted; {} freed",
-                s.snapshots,
-                s.packs_total,
-                s.packs_deleted,
-                s.packs_repacked,
-                human_bytes(s.bytes_repacked),
-                s.packs_unreferenced_deleted,
-                human_bytes(s.bytes_freed)
-            );
+            println!("prune: {}", super::commands::prune_summary_line(&s));
         }
     }
     Ok(EXIT_OK)

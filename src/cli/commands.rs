@@ -663,17 +663,7 @@ async fn prune(g: &Global, a: PruneArgs) -> CmdResult {
     if g.json {
         println!("{}", serde_json::to_string(&s).context("serialising")?);
     } else if !g.quiet {
-        println!(
-            "{}{} snapshots, {} packs: {} deleted, {} repacked ({} moved), {} unreferenced deleted; {} freed",
-            if s.dry_run { "dry run: " } else { "" },
-            s.snapshots,
-            s.packs_total,
-            s.packs_deleted,
-            s.packs_repacked,
-            human_bytes(s.bytes_repacked),
-            s.packs_unreferenced_deleted,
-            human_bytes(s.bytes_freed)
-        );
+        println!("{}", prune_summary_line(&s));
     }
     Ok(EXIT_OK)
 }
@@ -726,4 +716,19 @@ async fn repair(g: &Global, r: RepairCommand) -> CmdResult {
         println!("{v}");
     }
     Ok(EXIT_OK)
+}
+
+/// One line describing a prune, for humans (prune and forget --prune).
+pub(super) fn prune_summary_line(s: &lifeboat::prune::PruneSummary) -> String {
+    format!(
+        "{}{} snapshots, {} packs: {} deleted, {} repacked ({} moved), {} unreferenced deleted; {} freed",
+        if s.dry_run { "dry run: " } else { "" },
+        s.snapshots,
+        s.packs_total,
+        s.packs_deleted,
+        s.packs_repacked,
+        human_bytes(s.bytes_repacked),
+        s.packs_unreferenced_deleted,
+        human_bytes(s.bytes_freed)
+    )
 }
