@@ -34,6 +34,14 @@ fn fixture(name: &str) -> Fixture {
     Fixture { t, lb, src }
 }
 
+/// The largest pack file: it holds the 3 MiB file's data.
+fn largest_pack(repo: &Path) -> PathBuf {
+    files_in(&repo.join("data"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).expect("stat pack").len())
+        .expect("no pack files under REPO/data")
+}
+
 fn assert_no_locks(repo: &Path, context: &str) {
     let locks = repo.join("locks");
     if let Ok(rd) = fs::read_dir(&locks) {
@@ -155,12 +163,7 @@ fn damaged_key_file_is_refused() {
 fn truncated_pack_fails_restore_without_silent_damage() {
     let f = fixture("bad-pack");
     // The largest pack holds the 3 MiB file's data.
-    let packs = files_in(&f.lb.repo.join("data"));
-    let pack = packs
-        .iter()
-        .max_by_key(|p| fs::metadata(p).expect("stat pack").len())
-        .expect("no pack files under REPO/data")
-        .clone();
+    let pack = largest_pack(&f.lb.repo);
     let pack_id = pack
         .file_name()
         .and_then(OsStr::to_str)
@@ -280,12 +283,7 @@ fn unknown_format_version_is_refused_by_every_command() {
 #[test]
 fn bit_flips_in_pack_data_are_never_restored_silently() {
     let f = fixture("bad-bitflip");
-    let packs = files_in(&f.lb.repo.join("data"));
-    let pack = packs
-        .iter()
-        .max_by_key(|p| fs::metadata(p).expect("stat pack").len())
-        .expect("no pack files under REPO/data")
-        .clone();
+    let pack = largest_pack(&f.lb.repo);
     let pristine = fs::read(&pack).expect("read pack");
     // Several positions across the blob area (after the 8-byte header, before the header at the end).
     for frac in [0.05, 0.3, 0.5, 0.9] {
