@@ -166,6 +166,12 @@ impl FaultBackend {
 
 #[async_trait]
 impl Backend for FaultBackend {
+    fn concurrency(&self) -> usize {
+        self.inner.concurrency()
+    }
+    fn versioned(&self) -> Option<&dyn super::Versioned> {
+        self.inner.versioned()
+    }
     fn location(&self) -> String {
         self.inner.location()
     }

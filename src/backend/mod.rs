@@ -16,6 +16,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 
 /// What a repository file is. Each kind has its own namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -76,6 +77,16 @@ pub enum BackendError {
     },
     #[error("no space left on the repository's device while writing {what}")]
     NoSpace { what: String },
+    /// The server refused to remove or change an object because its Object
+    /// Lock retention has not expired (or a legal hold is set).
+    #[error("{what} is protected by Object Lock until its retention date")]
+    Locked { what: String },
+    /// The storage service answered with an error (after retries, if it was transient).
+    #[error("storage service error on {what}: {message}")]
+    Remote { what: String, message: String },
+    /// The storage service cannot do what was asked (configuration, capability).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl BackendError {
@@ -92,6 +103,89 @@ pub struct FileInfo {
     pub size: u64,
 }
 
+/// Object Lock retention mode (S3 semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    /// Users with `s3:BypassGovernanceRetention` may shorten or remove the lock.
+    Governance,
+    /// Nobody, not even the account root, can shorten or remove the lock.
+    Compliance,
+}
+
+impl fmt::Display for LockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LockMode::Governance => "governance",
+            LockMode::Compliance => "compliance",
+        })
+    }
+}
+
+/// A retain-until date with its mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub mode: LockMode,
+    pub until: DateTime<Utc>,
+}
+
+/// What a bucket says about versioning and Object Lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketLockStatus {
+    pub versioning_enabled: bool,
+    pub object_lock_enabled: bool,
+    /// The bucket's default retention, if one is configured (mode, days).
+    pub default_retention: Option<(LockMode, u32)>,
+}
+
+/// One stored version of an object, or a delete marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub name: String,
+    pub version_id: String,
+    /// The server's time of the write (S3 `LastModified`).
+    pub modified: DateTime<Utc>,
+    pub size: u64,
+    pub delete_marker: bool,
+    pub latest: bool,
+}
+
+/// Versioned stores with Object Lock (S3). Every method talks to the server.
+#[async_trait]
+pub trait Versioned: Send + Sync + fmt::Debug {
+    /// Versioning and Object Lock state of the bucket.
+    async fn lock_status(&self) -> BResult<BucketLockStatus>;
+    /// Retention applied to every object created from now on, except
+    /// `FileKind::Lock` files (short-lived control objects stay out of lock scope).
+    /// The until date is computed per write as `server_now() + duration`.
+    fn set_write_retention(&self, policy: Option<(LockMode, chrono::Duration)>);
+    /// The server's clock, as estimated from the `Date` of its responses.
+    fn server_now(&self) -> DateTime<Utc>;
+    /// Server clock minus local clock, once at least one response was seen.
+    fn clock_skew(&self) -> Option<chrono::Duration>;
+    /// Retention of the current version of an object (None: not locked).
+    async fn retention(&self, kind: FileKind, name: &str) -> BResult<Option<Retention>>;
+    /// Sets the current version's retain-until date to `until` unless it is
+    /// already at least that late: never shortens.
+    async fn extend_retention(&self, kind: FileKind, name: &str, mode: LockMode, until: DateTime<Utc>) -> BResult<()>;
+    /// Every version and delete marker of every object of a kind, any order.
+    async fn list_versions(&self, kind: FileKind) -> BResult<Vec<ObjectVersion>>;
+    async fn read_version(&self, kind: FileKind, name: &str, version_id: &str) -> BResult<Bytes>;
+    async fn read_version_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        version_id: &str,
+        offset: u64,
+        len: u64,
+    ) -> BResult<Bytes>;
+    /// Permanently removes one version (or delete marker). `Locked` if its
+    /// retention forbids it; the refusal is counted in `lock_refusals`.
+    async fn remove_version(&self, kind: FileKind, name: &str, version_id: &str) -> BResult<()>;
+    /// How many deletions or retention changes the server refused because of a lock.
+    fn lock_refusals(&self) -> u64;
+}
+
 #[async_trait]
 pub trait Backend: Send + Sync + fmt::Debug {
     /// Human-readable location, for messages.
@@ -106,7 +200,17 @@ pub trait Backend: Send + Sync + fmt::Debug {
     async fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> BResult<Bytes>;
     async fn stat(&self, kind: FileKind, name: &str) -> BResult<FileInfo>;
     async fn list(&self, kind: FileKind) -> BResult<Vec<FileInfo>>;
+    /// Hides a file from the current view. On a versioned store this adds a
+    /// delete marker (older versions stay until their retention ends).
     async fn remove(&self, kind: FileKind, name: &str) -> BResult<()>;
+    /// How many whole-file transfers are worth running at once.
+    fn concurrency(&self) -> usize {
+        1
+    }
+    /// Versioning and Object Lock, on stores that have them.
+    fn versioned(&self) -> Option<&dyn Versioned> {
+        None
+    }
 }
 
 /// Opens the backend a repository URL names. Plain paths are local directories.
