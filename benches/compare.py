@@ -434,6 +434,24 @@ def run_corpus_py(args):
     return json.loads(p.stdout)
 
 
+# corpus.py files (sha256) whose output equals generator version "1" of the
+# kind named here; corpora cached before versions were recorded stay valid.
+LEGACY_GENERATORS = {
+    "4ac3e2bcf0b4fb23225d9d48dd4134a8fc971f4e2d2ea404b25f41d1b9fe22ca": {"mixed": "1"},
+}
+
+
+def generator_version(kind):
+    """corpus.py's version for a kind: a cached corpus is reused only if it
+    was made by the same version (changing the image code does not throw
+    away a cached mixed corpus)."""
+    p = subprocess.run([sys.executable, CORPUS_PY, "--generator-version", "--kind", kind],
+                       capture_output=True, text=True)
+    if p.returncode != 0 or not p.stdout.strip():
+        return "sha256:" + file_sha256(CORPUS_PY)
+    return p.stdout.strip()
+
+
 class Corpus:
     """<workdir>/corpus/<id>/{live,orig,changed}: exactly one of orig/changed
     is missing; that one is currently named live."""
@@ -473,10 +491,13 @@ class Corpus:
 
     def prepare(self, log):
         gen_hash = file_sha256(CORPUS_PY)
+        gen_version = generator_version(self.kind)
         if os.path.isfile(self.meta_path):
             with open(self.meta_path) as f:
                 meta = json.load(f)
-            if meta.get("generator_sha256") == gen_hash:
+            cached_version = meta.get("generator_version") or \
+                LEGACY_GENERATORS.get(meta.get("generator_sha256"), {}).get(self.kind)
+            if cached_version == gen_version:
                 try:
                     self.current()
                     self.meta = meta
@@ -502,7 +523,8 @@ class Corpus:
         change = run_corpus_py(["--out", os.path.join(self.dir, "changed"), "--change",
                                 "--kind", self.kind, "--seed", str(self.seed)])
         meta = {"id": self.id, "kind": self.kind, "size_mib": self.size_mib, "seed": self.seed,
-                "generator_sha256": gen_hash, "orig": orig, "change": change,
+                "generator_sha256": gen_hash, "generator_version": gen_version,
+                "orig": orig, "change": change,
                 "created": datetime.datetime.now().isoformat(timespec="seconds"),
                 "generation_s": round(time.monotonic() - t0, 1)}
         with open(self.meta_path + ".tmp", "w") as f:
@@ -649,6 +671,12 @@ def summarize(runs, tools, reps):
                 ("partial" if ok else (max(set(statuses), key=statuses.count) if statuses else "n/a"))
             if s == "restore":
                 d["verify"] = [r.get("verify") for r in rs]
+                d["restore_disk_mib"] = median([r["restore_disk_bytes"] / MiB
+                                                if r.get("restore_disk_bytes") is not None else None
+                                                for r in ok])
+                d["restore_apparent_mib"] = median([r["restore_apparent_bytes"] / MiB
+                                                    if r.get("restore_apparent_bytes") is not None else None
+                                                    for r in ok])
             out[t][s] = d
     return out
 
@@ -758,12 +786,17 @@ def render_markdown(report):
         L.append("")
         if kind == "image":
             fs = o.get("filesystem", {})
-            L.append("ext4 image of %.0f MiB (sparse, %.0f MiB allocated), %d files / %.0f MiB inside; "
-                     "change step rewrote %.1f MiB in %s regions of 1-4 MiB." % (
+            ops = c.get("ops", {})
+            ow, nw = ops.get("overwrite", {}), ops.get("new", {})
+            L.append("ext4 image of %.0f MiB (sparse, %.0f MiB allocated = %.0f %%), %d files / %.0f MiB "
+                     "inside; change step: %.1f MiB overwritten in place in %s regions of 4 KiB-2 MiB, "
+                     "%.1f MiB new data in %s regions written into free space (holes), image size "
+                     "unchanged." % (
                          o.get("bytes", 0) / MiB, o.get("allocated_bytes", 0) / MiB,
+                         100.0 * o.get("allocated_bytes", 0) / max(1, o.get("bytes", 1)),
                          fs.get("files", 0), fs.get("file_bytes", 0) / MiB,
-                         c.get("changed_bytes", 0) / MiB,
-                         c.get("ops", {}).get("overwrite", {}).get("regions", "?")))
+                         ow.get("bytes", 0) / MiB, ow.get("regions", "?"),
+                         nw.get("bytes", 0) / MiB, nw.get("regions", 0)))
         else:
             parts = o.get("parts", {})
             L.append("%d files, %.0f MiB (from /usr: %.0f MiB, random: %.0f MiB, text: %.0f MiB); "
@@ -811,6 +844,15 @@ def render_markdown(report):
                  "; ".join("%s: %s" % (t, verify_summary(summ[t]["restore"].get("verify", [])))
                            for t in tools) + ".")
         L.append("")
+        if kind == "image":
+            chg = c.get("allocated_bytes", 0) + c.get("ops", {}).get("new", {}).get("bytes", 0)
+            L.append("Restored size on disk (`du`, allocated / apparent MiB; the changed image has "
+                     "%.0f MiB of non-zero blocks in %.0f MiB): " % (chg / MiB, o.get("bytes", 0) / MiB) +
+                     "; ".join("%s %s / %s" % (
+                         t, fmt_num(summ[t]["restore"].get("restore_disk_mib"), "mib") or "–",
+                         fmt_num(summ[t]["restore"].get("restore_apparent_mib"), "mib") or "–")
+                         for t in tools) + ".")
+            L.append("")
         notes = kr.get("notes", [])
         fails = [r for r in kr["runs"] if r["status"] not in OK_STATUSES]
         if fails or notes:
@@ -1081,6 +1123,11 @@ def main(argv=None):
                                     if cnt is not None:
                                         state[t]["snapshots"] = cnt
                             if step == "restore":
+                                # allocated vs apparent size of what was restored: shows
+                                # whether a sparse image came back sparse
+                                if rec["status"] in OK_STATUSES:
+                                    rec["restore_disk_bytes"] = du_bytes(target, apparent=False)
+                                    rec["restore_apparent_bytes"] = du_bytes(target)
                                 if rec["status"] in OK_STATUSES and expected is not None:
                                     rec["verify"] = verify_restore(target, corpus.live, expected)
                                     if rec["verify"] != "ok":

@@ -17,13 +17,15 @@ Kinds:
     image  a sparse ext4 disk image DIR/disk.img of --size-mib MiB, filled to
            ~40% with a "mixed" sub-corpus via ``mkfs.ext4 -d`` (no mount, no
            loop device needed).  Made byte-reproducible with a fixed UUID,
-           hash seed, E2FSPROGS_FAKE_TIME and debugfs-normalised inode times.
+           hash seed, E2FSPROGS_FAKE_TIME and debugfs-normalised inode times;
+           then sparsified (exactly the non-zero 4 KiB blocks are allocated).
 
---change alters ~5% of the bytes of an existing corpus in place:
-    mixed  insertions in the middle of files (shifting content), appends,
-           in-place overwrites, deletions and new files;
-    image  overwrites of 1-4 MiB regions at seeded offsets inside the used
-           (non-hole) part of the image.
+--change alters an existing corpus in place:
+    mixed  ~5% of the bytes: insertions in the middle of files (shifting
+           content), appends, in-place overwrites, deletions and new files;
+    image  overwrites ~5% of the used (non-zero) blocks in 4 KiB..2 MiB
+           regions at seeded offsets, and writes 1% more as new data into
+           free (hole) space; the image size stays the same.
     Files that have more than one hard link are copied before being modified
     (copy-on-write), so a change can be applied to a ``cp -al`` clone of a
     corpus without touching the original.
@@ -54,6 +56,13 @@ FIXED_EPOCH = 1_700_000_000          # mtimes/atimes of generated files and imag
 DEFAULT_SEED = 1
 DEFAULT_SIZE_MIB = 2048
 CHANGE_FRACTION = 0.05
+# Bumped whenever the bytes a kind produces (generation or --change) change;
+# compare.py keys its corpus cache on this, so editing the image code does not
+# invalidate a cached mixed corpus and vice versa.  "image" embeds a mixed
+# sub-corpus, so a new mixed version needs a new image version too.
+GENERATOR_VERSION = {"mixed": "1", "image": "2"}
+IMAGE_FILL = 0.40              # share of the image size filled with files
+IMAGE_BLOCK = 4096             # granularity of holes, extents and the change step
 
 # Share of the /usr budget per subtree (leftover rolls over to the next one,
 # then to a final sweep over the whole of /usr).
@@ -495,7 +504,7 @@ def gen_image(out, size_mib, seed, usr="/usr"):
     src = tempfile.mkdtemp(prefix=".imgsrc-", dir=parent)
     env = dict(os.environ, E2FSPROGS_FAKE_TIME=str(FIXED_EPOCH))
     try:
-        sub = gen_mixed(src, int(size * 0.4), "%s:image" % seed, usr)
+        sub = gen_mixed(src, int(size * IMAGE_FILL), "%s:image" % seed, usr)
         set_fixed_times(src)
         r = rng_for(seed, "image-ids")
         fs_uuid = str(uuid.UUID(bytes=r.randbytes(16), version=4))
@@ -507,13 +516,79 @@ def gen_image(out, size_mib, seed, usr="/usr"):
                         "-E", "hash_seed=%s" % hash_seed, "-L", "lbbench",
                         "-d", src, img], check=True, env=env)
         normalise_inode_times(img, env)
+        sparsify(img)
     finally:
         shutil.rmtree(src, ignore_errors=True)
     os.utime(img, (FIXED_EPOCH, FIXED_EPOCH))
-    used = sum(e - s for s, e in data_extents(img))
+    used = sum(e - s for s, e in nonzero_extents(img))
     return {"files": 1, "bytes": size, "allocated_bytes": used,
+            "fill": round(used / size, 3),
             "filesystem": {"type": "ext4", "uuid": fs_uuid, "files": sub["files"],
                            "file_bytes": sub["bytes"], "parts": sub["parts"]}}
+
+
+def nonzero_extents(path, block=IMAGE_BLOCK):
+    """[(start, end)] of the block-aligned runs of a file that contain a
+    non-zero byte.  Content-based, so unlike SEEK_DATA it does not depend on
+    how the underlying file system allocated the file (unwritten extents,
+    page-cache state, copy_file_range behaviour)."""
+    out = []
+    zero = bytes(block)
+    big_zero = bytes(MiB)
+    size = os.stat(path).st_size
+    run = None
+    with open(path, "rb", buffering=0) as f:
+        for s, e in data_extents(path):            # holes read as zeros: skip them
+            s -= s % block
+            f.seek(s)
+            pos = s
+            while pos < e:
+                buf = f.read(min(MiB, -(-e // block) * block - pos))
+                if not buf:
+                    break
+                if buf == big_zero[:len(buf)]:
+                    if run:
+                        out.append(run)
+                        run = None
+                    pos += len(buf)
+                    continue
+                for i in range(0, len(buf), block):
+                    nz = buf[i:i + block] != zero[:len(buf[i:i + block])]
+                    b = pos + i
+                    if nz:
+                        if run and run[1] == b:
+                            run = (run[0], min(size, b + block))
+                        else:
+                            if run:
+                                out.append(run)
+                            run = (b, min(size, b + block))
+                pos += len(buf)
+    if run:
+        out.append(run)
+    return out
+
+
+def sparsify(path, block=IMAGE_BLOCK):
+    """Rewrite path so that exactly its non-zero blocks are allocated (like
+    ``cp --sparse=always``).  mke2fs zeroes ranges with fallocate, which
+    leaves unwritten extents whose SEEK_DATA answer depends on the page cache;
+    after this the image's holes are a pure function of its content."""
+    size = os.stat(path).st_size
+    tmp = path + ".sparse"
+    ext = nonzero_extents(path, block)
+    with open(path, "rb", buffering=0) as fi, open(tmp, "wb") as fo:
+        for s, e in ext:
+            fi.seek(s)
+            fo.seek(s)
+            left = e - s
+            while left > 0:
+                k = min(8 * MiB, left)
+                fo.write(fi.read(k))
+                left -= k
+        fo.truncate(size)
+        fo.flush()
+        os.fsync(fo.fileno())
+    os.replace(tmp, path)
 
 
 def normalise_inode_times(img, env):
@@ -672,45 +747,83 @@ def change_mixed(top, seed):
 
 
 def change_image(top, seed):
+    """Rewrite ~5% of the image's used (non-zero) blocks in place and write
+    some new data into free (hole) space, keeping the file size -- what a file
+    system does when files are modified and new files are created.
+
+    * overwrites: CHANGE_FRACTION of the used bytes, in regions of
+      log-uniform 4 KiB .. 2 MiB at seeded 4 KiB-aligned offsets inside the
+      used extents (half random bytes, half text, like modified files);
+    * new data: a fifth of that amount, in 64 KiB .. 1 MiB regions at seeded
+      4 KiB-aligned offsets inside holes (like newly allocated extents).
+
+    Offsets are chosen from the content-based extent map of the image
+    (``nonzero_extents``), so the change is the same on every machine."""
     img = os.path.join(top, "disk.img")
     rng = rng_for(seed, "image-change")
+    tg = TextGen(seed)
     break_link(img)
     size = os.stat(img).st_size
-    ext = [(s, e) for s, e in data_extents(img) if e - s >= 4096]
+    ext = nonzero_extents(img)
     used = sum(e - s for s, e in ext)
-    budget = min(int(size * CHANGE_FRACTION), used // 2)
-    written = 0
-    regions = 0
+    holes = []
+    prev = 0
+    for s, e in ext + [(size, size)]:
+        if s - prev >= IMAGE_BLOCK:
+            holes.append((prev, s))
+        prev = e
+    hole_bytes = sum(e - s for s, e in holes)
+    ow_budget = int(used * CHANGE_FRACTION)
+    new_budget = min(ow_budget // 5, hole_bytes // 4)
+
+    def pick(extents, total, n):
+        """A seeded, block-aligned region of at most n bytes inside one of
+        the extents (uniform over their bytes)."""
+        pos = rng.randrange(total)
+        for s, e in extents:
+            if pos < e - s:
+                break
+            pos -= e - s
+        n = max(IMAGE_BLOCK, min(n, ((e - s) // IMAGE_BLOCK) * IMAGE_BLOCK))
+        start = s + (pos // IMAGE_BLOCK) * IMAGE_BLOCK
+        start = max(s, min(start, e - n))
+        return start, min(n, e - start)
+
+    def payload(n):
+        if rng.random() < 0.5:
+            return rng.randbytes(n)
+        return tg.blob(rng, n, rng.choice(("log", "prose", "csv", "jsonl")))
+
+    ops = {"overwrite": {"regions": 0, "bytes": 0}, "new": {"regions": 0, "bytes": 0}}
     with open(img, "r+b") as f:
-        while written < budget and used > 0:
-            n = rng.randint(256, 1024) * 4096                    # 1..4 MiB
-            n = min(n, ((budget - written + 4095) // 4096) * 4096)
-            pos = rng.randrange(used)
-            for s, e in ext:                                      # map into an extent
-                if pos < e - s:
-                    break
-                pos -= e - s
-            n = min(n, e - s)
-            start = s + (pos // 4096) * 4096
-            start = max(s, min(start, e - n))
-            f.seek(start)
-            left = n
-            while left > 0:
-                k = min(MiB, left)
-                f.write(rng.randbytes(k))
-                left -= k
-            written += n
-            regions += 1
+        for op, extents, total, budget, lo, hi in (
+                ("overwrite", ext, used, ow_budget, IMAGE_BLOCK, 2 * MiB),
+                ("new", holes, hole_bytes, new_budget, 64 * KiB, MiB)):
+            while ops[op]["bytes"] < budget and total > 0:
+                n = log_uniform(rng, lo, hi)
+                n = min(n, budget - ops[op]["bytes"])
+                n = max(IMAGE_BLOCK, (n + IMAGE_BLOCK - 1) // IMAGE_BLOCK * IMAGE_BLOCK)
+                start, n = pick(extents, total, n)
+                f.seek(start)
+                left = n
+                while left > 0:
+                    k = min(MiB, left)
+                    f.write(payload(k))
+                    left -= k
+                ops[op]["regions"] += 1
+                ops[op]["bytes"] += n
+    assert os.stat(img).st_size == size
+    written = sum(v["bytes"] for v in ops.values())
     return {"files_before": 1, "bytes_before": size, "allocated_bytes": used,
-            "target_bytes": budget, "changed_bytes": written,
-            "ops": {"overwrite": {"regions": regions, "bytes": written}}}
+            "hole_bytes": hole_bytes, "target_bytes": ow_budget + new_budget,
+            "changed_bytes": written, "ops": ops}
 
 
 # --------------------------------------------------------------------------
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True, help="corpus directory")
+    ap.add_argument("--out", help="corpus directory (required)")
     ap.add_argument("--size-mib", type=int, default=DEFAULT_SIZE_MIB,
                     help="corpus size (mixed) / image size (image), default %(default)s")
     ap.add_argument("--kind", choices=("mixed", "image"), default=None,
@@ -723,7 +836,14 @@ def main(argv=None):
     ap.add_argument("--no-digest", action="store_true",
                     help="skip the content digest in the summary (saves a full read)")
     ap.add_argument("--usr", default="/usr", help=argparse.SUPPRESS)
+    ap.add_argument("--generator-version", action="store_true",
+                    help="print the generator version of --kind (default mixed) and exit")
     a = ap.parse_args(argv)
+    if a.generator_version:
+        print(GENERATOR_VERSION[a.kind or "mixed"])
+        return 0
+    if not a.out:
+        ap.error("--out is required")
 
     out = os.path.abspath(a.out)
     t0 = time.monotonic()
@@ -749,6 +869,7 @@ def main(argv=None):
         else:
             res = gen_mixed(out, a.size_mib * MiB, a.seed, a.usr)
         res = dict({"mode": "generate", "kind": kind, "out": out, "seed": a.seed,
+                    "generator_version": GENERATOR_VERSION[kind],
                     "size_mib": a.size_mib}, **res)
     res["elapsed_s"] = round(time.monotonic() - t0, 2)
     if not a.no_digest:
