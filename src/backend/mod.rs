@@ -11,6 +11,7 @@
 
 pub mod fault;
 pub mod local;
+pub mod s3;
 
 use std::fmt;
 
