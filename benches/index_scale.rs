@@ -205,7 +205,7 @@ async fn self_test() {
     };
     let opts = InitOptions {
         kdf,
-        compression_level: None,
+        ..InitOptions::default()
     };
     let repo = Repository::init(Arc::new(LocalBackend::new(&path)), b"self-test", &opts)
         .await
