@@ -21,6 +21,9 @@ pub struct Config {
     pub compression: Compression,
     /// Target size of a pack file in bytes.
     pub pack_size: u32,
+    /// Object Lock retention (S3 repositories created with `--object-lock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<crate::objectlock::ObjectLockPolicy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +115,7 @@ impl Config {
                 ..Compression::default()
             },
             pack_size: 16 * 1024 * 1024,
+            object_lock: None,
         }
     }
 
@@ -127,6 +131,9 @@ impl Config {
             || !self.volume_chunk_size.is_power_of_two()
         {
             return Err(format!("volume chunk size {} invalid", self.volume_chunk_size));
+        }
+        if let Some(p) = &self.object_lock {
+            p.validate()?;
         }
         Ok(())
     }

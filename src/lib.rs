@@ -30,6 +30,7 @@ pub mod id;
 pub mod index;
 pub mod keyfile;
 pub mod lock;
+pub mod objectlock;
 pub mod pack;
 pub mod progress;
 pub mod prune;

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::backend::FileKind;
 use crate::blob::BlobKind;
 use crate::id::Id;
-use crate::index::{IndexFile, PackIndex};
+use crate::index::PackIndex;
 use crate::lock::Lock;
 use crate::pack::{PackEntry, PackWriter};
 use crate::repo::Repository;
@@ -333,12 +333,17 @@ pub async fn prune(repo: &Repository, lock: &Lock, opts: &PruneOptions) -> Resul
     packs.extend(new_packs);
     let supersedes: Vec<Id> = index_files.iter().filter_map(|n| n.parse().ok()).collect();
     lock.ensure_valid().await?;
-    let new_index = repo.save_index(&IndexFile { supersedes, packs }).await?;
+    let new_index: HashSet<String> = repo
+        .save_index_replacing(supersedes, packs)
+        .await?
+        .iter()
+        .map(|i| i.to_hex())
+        .collect();
 
     // 3. Old index files, then unused packs.
     lock.ensure_valid().await?;
     for name in &index_files {
-        if *name != new_index.to_hex() {
+        if !new_index.contains(name) {
             backend.remove(FileKind::Index, name).await?;
         }
     }

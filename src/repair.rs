@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use crate::backend::FileKind;
 use crate::blob::BlobKind;
 use crate::id::Id;
-use crate::index::{IndexFile, PackIndex};
+use crate::index::PackIndex;
 use crate::lock::Lock;
 use crate::repo::Repository;
 use crate::saver::Saver;
@@ -71,10 +71,15 @@ pub async fn repair_index(repo: &Repository, lock: &Lock, read_all: bool) -> Res
     summary.blobs = packs.iter().map(|p| p.entries.len()).sum();
     let supersedes: Vec<Id> = old_files.iter().filter_map(|f| f.name.parse().ok()).collect();
     lock.ensure_valid().await?;
-    let new = repo.save_index(&IndexFile { supersedes, packs }).await?;
+    let new: HashSet<String> = repo
+        .save_index_replacing(supersedes, packs)
+        .await?
+        .iter()
+        .map(|i| i.to_hex())
+        .collect();
     lock.ensure_valid().await?;
     for f in &old_files {
-        if f.name != new.to_hex() {
+        if !new.contains(&f.name) {
             backend.remove(FileKind::Index, &f.name).await?;
             summary.index_files_replaced += 1;
         }
@@ -211,6 +216,97 @@ pub async fn repair_snapshots(
                 .remove(FileKind::Snapshot, &old.to_hex())
                 .await
                 .map_err(Error::from)?;
+        }
+    }
+    Ok(summary)
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RepairAsOfSummary {
+    pub as_of: String,
+    /// Objects whose current version differed from the past one and were rewritten from it.
+    pub restored: Vec<String>,
+    /// Objects absent at that time that were hidden (delete marker) from the current view.
+    pub hidden: Vec<String>,
+    pub unchanged: usize,
+}
+
+/// Brings the live repository's current view back to its state at the view's
+/// time: every object that differs (overwritten, deleted) is written again
+/// from its past version, and every object that did not exist then is hidden
+/// behind a delete marker. Nothing is permanently deleted, so the step itself
+/// can be undone with another `--as-of`. Order: packs, indexes, keys and
+/// config are restored before snapshots, and extra snapshots are hidden
+/// before extra indexes and packs, so every snapshot visible at any moment
+/// has its data.
+pub async fn repair_as_of(
+    live: &std::sync::Arc<dyn crate::backend::Backend>,
+    view: &crate::backend::asof::AsOfBackend,
+    lock: &Lock,
+    dry_run: bool,
+) -> Result<RepairAsOfSummary> {
+    use crate::backend::asof::visible_at;
+    let store = live
+        .versioned()
+        .ok_or_else(|| Error::InvalidArgument(format!("{} keeps no history", live.location())))?;
+    let far = chrono::DateTime::<chrono::Utc>::MAX_UTC;
+    let mut summary = RepairAsOfSummary {
+        as_of: view.time().to_rfc3339(),
+        ..Default::default()
+    };
+    let restore_order = [
+        FileKind::Pack,
+        FileKind::Index,
+        FileKind::Key,
+        FileKind::Config,
+        FileKind::Snapshot,
+    ];
+    let mut current_by_kind = HashMap::new();
+    for kind in restore_order {
+        current_by_kind.insert(kind, visible_at(store.list_versions(kind).await?, far));
+    }
+    for kind in restore_order {
+        let current = &current_by_kind[&kind];
+        let mut past: Vec<_> = view.versions(kind).collect();
+        past.sort_by(|a, b| a.name.cmp(&b.name));
+        for v in past {
+            if current.get(&v.name).is_some_and(|c| c.version_id == v.version_id) {
+                summary.unchanged += 1;
+                continue;
+            }
+            summary.restored.push(format!("{kind} {}", v.name));
+            if dry_run {
+                continue;
+            }
+            let data = store.read_version(kind, &v.name, &v.version_id).await?;
+            if data.len() as u64 != v.size {
+                return Err(Error::integrity(format!("{kind} {} version {}", v.name, v.version_id)));
+            }
+            lock.ensure_valid().await?;
+            if current.contains_key(&v.name) {
+                live.remove(kind, &v.name).await?;
+            }
+            live.create(kind, &v.name, data).await?;
+        }
+    }
+    for kind in [FileKind::Snapshot, FileKind::Index, FileKind::Key, FileKind::Pack] {
+        let past: HashSet<&str> = view.versions(kind).map(|v| v.name.as_str()).collect();
+        let mut extra: Vec<&String> = current_by_kind[&kind]
+            .keys()
+            .filter(|n| !past.contains(n.as_str()))
+            .collect();
+        extra.sort();
+        for name in extra {
+            summary.hidden.push(format!("{kind} {name}"));
+            if dry_run {
+                continue;
+            }
+            lock.ensure_valid().await?;
+            match live.remove(kind, name).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(summary)

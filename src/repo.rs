@@ -38,6 +38,8 @@ impl std::fmt::Debug for Repository {
 pub struct InitOptions {
     pub kdf: KdfParams,
     pub compression_level: Option<i32>,
+    /// Lock every object of the repository (S3 with Object Lock only).
+    pub object_lock: Option<crate::objectlock::ObjectLockPolicy>,
 }
 
 impl Repository {
@@ -52,8 +54,13 @@ impl Repository {
         })?;
         let key = MasterKey::generate();
         let cipher = key.cipher();
-        let config = Config::new(opts.compression_level.unwrap_or(3));
+        let mut config = Config::new(opts.compression_level.unwrap_or(3));
+        config.object_lock = opts.object_lock;
         config.validate().map_err(Error::InvalidArgument)?;
+        if let Some(policy) = &opts.object_lock {
+            crate::objectlock::check_bucket(backend.as_ref()).await?;
+            apply_lock_policy(backend.as_ref(), policy);
+        }
         let kf = KeyFile::create(&key, password, opts.kdf)?;
         let bytes = kf.to_bytes();
         let key_name = KeyFile::name_of(&bytes);
@@ -92,6 +99,9 @@ impl Repository {
             });
         }
         config.validate().map_err(|r| Error::format("config", r))?;
+        if let Some(policy) = &config.object_lock {
+            apply_lock_policy(backend.as_ref(), policy);
+        }
         Ok(Repository {
             backend,
             key,
@@ -195,6 +205,37 @@ impl Repository {
     }
 
     /// Seals and stores a small file under its content-derived id.
+    /// Writes a full replacement index as several files of bounded size (so
+    /// loading never holds one huge file three times over). Only the last file
+    /// written names the files it supersedes: a crash before it leaves old and
+    /// new files side by side, which is merely redundant.
+    pub async fn save_index_replacing(
+        &self,
+        supersedes: Vec<Id>,
+        packs: Vec<crate::index::PackIndex>,
+    ) -> Result<Vec<Id>> {
+        const MAX_ENTRIES: usize = 100_000;
+        const MAX_PACKS: usize = 256;
+        let mut groups: Vec<Vec<crate::index::PackIndex>> = vec![Vec::new()];
+        let mut entries = 0usize;
+        for p in packs {
+            let last = groups.last_mut().expect("never empty");
+            if !last.is_empty() && (entries + p.entries.len() > MAX_ENTRIES || last.len() >= MAX_PACKS) {
+                groups.push(Vec::new());
+                entries = 0;
+            }
+            entries += p.entries.len();
+            groups.last_mut().expect("never empty").push(p);
+        }
+        let n = groups.len();
+        let mut ids = Vec::with_capacity(n);
+        for (i, packs) in groups.into_iter().enumerate() {
+            let supersedes = if i + 1 == n { supersedes.clone() } else { Vec::new() };
+            ids.push(self.save_index(&IndexFile { supersedes, packs }).await?);
+        }
+        Ok(ids)
+    }
+
     pub async fn save_file(&self, magic: Magic, kind: FileKind, payload: &[u8]) -> Result<Id> {
         let id = self.key.file_id(payload);
         let data = repofile::seal(&self.cipher, magic, &id, payload, 3);
@@ -274,6 +315,17 @@ impl Repository {
 }
 
 /// Opens and decodes one index file, checking its content against its id.
+/// From now on every object this client writes (but lock files) is locked.
+fn apply_lock_policy(backend: &dyn Backend, policy: &crate::objectlock::ObjectLockPolicy) {
+    match backend.versioned() {
+        Some(v) => v.set_write_retention(Some((policy.mode, policy.write_duration()))),
+        None => tracing::warn!(
+            "the repository asks for Object Lock but {} has none: objects written now are not locked",
+            backend.location()
+        ),
+    }
+}
+
 pub fn decode_index_file(key: &MasterKey, cipher: &Cipher, id: &Id, data: &[u8]) -> Result<IndexFile> {
     let what = format!("index {}", id.short());
     let plain = repofile::open(cipher, Magic::Index, id, data, &what)?;

@@ -9,6 +9,7 @@
 //! - `list` returns every file of a kind; retries, limits and fault injection
 //!   are wrappers around a backend, not part of one.
 
+pub mod asof;
 pub mod fault;
 pub mod local;
 pub mod s3;
@@ -180,6 +181,11 @@ pub trait Versioned: Send + Sync + fmt::Debug {
         offset: u64,
         len: u64,
     ) -> BResult<Bytes>;
+    /// Retention of one version (None: not locked).
+    async fn version_retention(&self, kind: FileKind, name: &str, version_id: &str) -> BResult<Option<Retention>> {
+        let _ = (kind, name, version_id);
+        Err(BackendError::Unsupported("per-version retention".into()))
+    }
     /// Permanently removes one version (or delete marker). `Locked` if its
     /// retention forbids it; the refusal is counted in `lock_refusals`.
     async fn remove_version(&self, kind: FileKind, name: &str, version_id: &str) -> BResult<()>;
@@ -214,15 +220,24 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
 }
 
-/// Opens the backend a repository URL names. Plain paths are local directories.
-/// `LIFEBOAT_TEST_FAULTS` wraps it in [`fault::FaultBackend`] (tests only).
-pub fn open(url: &str) -> Result<std::sync::Arc<dyn Backend>, crate::Error> {
-    let path = url.strip_prefix("local:").unwrap_or(url);
-    if url.contains("://") {
+/// How to reach a repository's storage, beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    pub s3: s3::S3Options,
+}
+
+/// Opens the backend a repository URL names: `s3://BUCKET[/PREFIX]`, or a
+/// local directory (a plain path or `local:PATH`). `LIFEBOAT_TEST_FAULTS`
+/// wraps it in [`fault::FaultBackend`] (tests only).
+pub async fn open(url: &str, opts: &OpenOptions) -> Result<std::sync::Arc<dyn Backend>, crate::Error> {
+    let b: std::sync::Arc<dyn Backend> = if url.starts_with("s3://") {
+        std::sync::Arc::new(s3::S3Backend::open(url, &opts.s3).await?)
+    } else if url.contains("://") {
         return Err(crate::Error::InvalidArgument(format!(
-            "unsupported repository URL {url:?}: only local directories are supported in this version"
+            "unsupported repository URL {url:?}: use a local directory or s3://BUCKET[/PREFIX]"
         )));
-    }
-    let b: std::sync::Arc<dyn Backend> = std::sync::Arc::new(local::LocalBackend::new(path));
+    } else {
+        std::sync::Arc::new(local::LocalBackend::new(url.strip_prefix("local:").unwrap_or(url)))
+    };
     fault::FaultBackend::from_env(b).map_err(crate::Error::InvalidArgument)
 }
