@@ -238,6 +238,13 @@ async fn forget(
             println!("prune: {}", super::commands::prune_summary_line(&s));
         }
     }
+    if let Some(m) = super::cmd_lock::upkeep(repo, lock).await? {
+        if g.json {
+            println!("{}", serde_json::json!({ "object_lock": m }));
+        } else if !g.quiet {
+            println!("{}", super::cmd_lock::summary_line(&m));
+        }
+    }
     Ok(EXIT_OK)
 }
 

@@ -33,6 +33,15 @@ pub struct InitArgs {
     /// Argon2id iterations of the key file
     #[arg(long, default_value_t = 3)]
     pub kdf_iterations: u32,
+    /// Lock every object with S3 Object Lock in this mode (the bucket must have Object Lock enabled)
+    #[arg(long, value_name = "MODE", value_parser = ["governance", "compliance"], requires = "retention")]
+    pub object_lock: Option<String>,
+    /// How long history stays undeletable, e.g. 30d, 12w, 1y
+    #[arg(long, value_name = "DURATION", requires = "object_lock")]
+    pub retention: Option<String>,
+    /// How often `lifeboat maintenance` must run to keep locks ahead (default: 7d, at most the retention)
+    #[arg(long, value_name = "DURATION", requires = "object_lock")]
+    pub lock_renewal: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -122,6 +131,16 @@ pub struct NewPasswordArgs {
     pub new_password_file: Option<PathBuf>,
 }
 
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RepairArgs {
+    #[command(subcommand)]
+    pub command: Option<RepairCommand>,
+    /// With --as-of: only list what would be restored and hidden
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum RepairCommand {
     /// Rebuild the index from the pack files
@@ -161,6 +180,10 @@ fn repo_url(g: &Global) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow!("no repository given: use --repo or LIFEBOAT_REPOSITORY"))
 }
 
+pub(super) fn password(g: &Global) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+    get_password(g, false)
+}
+
 fn get_password(g: &Global, confirm: bool) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
     password::get(
         &Sources {
@@ -171,9 +194,41 @@ fn get_password(g: &Global, confirm: bool) -> anyhow::Result<zeroize::Zeroizing<
     )
 }
 
-pub(super) async fn open(g: &Global) -> Result<Repository, Failure> {
+pub(super) fn backend_options(g: &Global) -> anyhow::Result<backend::OpenOptions> {
+    let mut s3 = backend::s3::S3Options {
+        endpoint: g.s3_endpoint.clone(),
+        path_style: g.s3_path_style,
+        checksum: g.s3_checksum.parse().map_err(|e| anyhow!("--s3-checksum: {e}"))?,
+        ..Default::default()
+    };
+    s3.apply_test_env();
+    Ok(backend::OpenOptions { s3 })
+}
+
+/// The live backend, never an as-of view.
+pub(super) async fn open_live_backend(g: &Global) -> Result<(String, Arc<dyn backend::Backend>), Failure> {
     let url = repo_url(g)?;
-    let backend = backend::open(&url)?;
+    let b = backend::open(&url, &backend_options(g)?).await?;
+    Ok((url, b))
+}
+
+pub(super) fn as_of_time(g: &Global) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    g.as_of
+        .as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|d| d.with_timezone(&chrono::Utc))
+                .map_err(|e| anyhow!("--as-of {t:?}: not an RFC 3339 time ({e}), e.g. 2026-11-20T18:00:00Z"))
+        })
+        .transpose()
+}
+
+/// Opens the repository; with `--as-of`, a read-only view of its past.
+pub(super) async fn open(g: &Global) -> Result<Repository, Failure> {
+    let (url, mut backend) = open_live_backend(g).await?;
+    if let Some(t) = as_of_time(g)? {
+        backend = Arc::new(backend::asof::AsOfBackend::new(backend, t).await?);
+    }
     if !backend.exists().await.map_err(lifeboat::Error::from)? {
         return Err(lifeboat::Error::RepoNotFound(url).into());
     }
@@ -205,6 +260,18 @@ pub(super) async fn locked(repo: &Repository, exclusive: bool) -> Result<Lock, F
 
 pub async fn run(cli: Cli) -> CmdResult {
     let g = cli.global;
+    let reads = matches!(
+        cli.command,
+        Command::Snapshots(_)
+            | Command::Ls(_)
+            | Command::Restore(_)
+            | Command::Dump(_)
+            | Command::Check(_)
+            | Command::Repair(_)
+    );
+    if g.as_of.is_some() && !reads {
+        return Err(anyhow!("--as-of works with snapshots, ls, restore, dump, check and repair only").into());
+    }
     match cli.command {
         Command::Init(a) => init(&g, a).await,
         Command::Backup(a) => backup(&g, a).await,
@@ -218,12 +285,32 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Repair(r) => repair(&g, r).await,
         Command::Check(a) => super::cmd_check::run(&g, a).await,
         Command::Forget(a) => super::cmd_forget::run(&g, a).await,
+        Command::Maintenance(a) => super::cmd_lock::maintenance(&g, a).await,
     }
 }
 
 async fn init(g: &Global, a: InitArgs) -> CmdResult {
-    let url = repo_url(g)?;
-    let backend = backend::open(&url)?;
+    let (url, backend) = open_live_backend(g).await?;
+    let object_lock = match (&a.object_lock, &a.retention) {
+        (Some(mode), Some(ret)) => {
+            let mode = match mode.as_str() {
+                "compliance" => backend::LockMode::Compliance,
+                _ => backend::LockMode::Governance,
+            };
+            let r = lifeboat::objectlock::parse_duration(ret).map_err(|e| anyhow!("--retention: {e}"))?;
+            let renew = a
+                .lock_renewal
+                .as_deref()
+                .map(lifeboat::objectlock::parse_duration)
+                .transpose()
+                .map_err(|e| anyhow!("--lock-renewal: {e}"))?;
+            if r < 86_400 {
+                eprintln!("warning: a retention under one day protects very little history");
+            }
+            Some(lifeboat::objectlock::ObjectLockPolicy::new(mode, r, renew).map_err(|e| anyhow!("{e}"))?)
+        }
+        _ => None,
+    };
     if backend.exists().await.map_err(lifeboat::Error::from)? {
         return Err(lifeboat::Error::RepoExists(url).into());
     }
@@ -241,6 +328,7 @@ async fn init(g: &Global, a: InitArgs) -> CmdResult {
         &InitOptions {
             kdf,
             compression_level: Some(a.compression_level),
+            object_lock,
         },
     )
     .await?;
@@ -328,6 +416,9 @@ async fn backup(g: &Global, a: BackupArgs) -> CmdResult {
                 r.snapshot_id.short()
             );
         }
+    }
+    if let Err(f) = super::cmd_lock::warn_if_overdue(&repo).await {
+        tracing::warn!("could not read the config's Object Lock state: {:#}", f.error);
     }
     if r.errors.is_empty() {
         Ok(EXIT_OK)
@@ -647,7 +738,7 @@ async fn prune(g: &Global, a: PruneArgs) -> CmdResult {
     let lock = locked(&repo, true).await?;
     let res = async {
         repo.load_index().await?;
-        lifeboat::prune::prune(
+        let s = lifeboat::prune::prune(
             &repo,
             &lock,
             &lifeboat::prune::PruneOptions {
@@ -655,20 +746,43 @@ async fn prune(g: &Global, a: PruneArgs) -> CmdResult {
                 dry_run: a.dry_run,
             },
         )
-        .await
+        .await?;
+        let m = if a.dry_run {
+            None
+        } else {
+            super::cmd_lock::upkeep(&mut repo, &lock).await?
+        };
+        Ok::<_, lifeboat::Error>((s, m))
     }
     .await;
     lock.release().await;
-    let s = res?;
+    let (s, m) = res?;
     if g.json {
-        println!("{}", serde_json::to_string(&s).context("serialising")?);
+        let mut v = serde_json::to_value(&s).context("serialising")?;
+        if let (Some(m), Some(o)) = (&m, v.as_object_mut()) {
+            o.insert("object_lock".into(), serde_json::to_value(m).context("serialising")?);
+        }
+        println!("{v}");
     } else if !g.quiet {
         println!("{}", prune_summary_line(&s));
+        if let Some(m) = &m {
+            println!("{}", super::cmd_lock::summary_line(m));
+        }
     }
     Ok(EXIT_OK)
 }
 
-async fn repair(g: &Global, r: RepairCommand) -> CmdResult {
+async fn repair(g: &Global, a: RepairArgs) -> CmdResult {
+    let r = match (a.command, as_of_time(g)?) {
+        (None, Some(t)) => return super::cmd_lock::repair_as_of(g, t, a.dry_run).await,
+        (Some(_), Some(_)) => {
+            return Err(
+                anyhow!("--as-of repairs the whole repository; it does not combine with a repair subcommand").into(),
+            )
+        }
+        (None, None) => return Err(anyhow!("repair needs a subcommand (index, snapshots) or --as-of TIME").into()),
+        (Some(r), None) => r,
+    };
     let mut repo = open(g).await?;
     let lock = locked(&repo, true).await?;
     let res: Result<serde_json::Value, lifeboat::Error> = async {

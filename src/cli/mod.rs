@@ -5,6 +5,7 @@
 
 mod cmd_check;
 mod cmd_forget;
+mod cmd_lock;
 mod commands;
 mod password;
 
@@ -36,9 +37,28 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// Repository location (a local directory)
+    /// Repository location: a local directory or s3://BUCKET[/PREFIX]
     #[arg(short = 'r', long = "repo", env = "LIFEBOAT_REPOSITORY", global = true)]
     pub repo: Option<String>,
+    /// S3 endpoint URL, for S3-compatible providers (default: AWS_ENDPOINT_URL, else AWS)
+    #[arg(long, env = "LIFEBOAT_S3_ENDPOINT", global = true, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Path-style S3 addressing (http://host/bucket/key), needed by radosgw and some MinIO setups
+    #[arg(long, env = "LIFEBOAT_S3_PATH_STYLE", global = true)]
+    pub s3_path_style: bool,
+    /// Checksum sent with every S3 upload and part: md5 (Content-MD5, accepted everywhere), crc32c or sha256
+    #[arg(
+        long,
+        env = "LIFEBOAT_S3_CHECKSUM",
+        global = true,
+        default_value = "md5",
+        value_name = "ALGO"
+    )]
+    pub s3_checksum: String,
+    /// Read the repository as it was at this time (RFC 3339), from S3 object versions;
+    /// for snapshots, ls, restore, dump, check and repair
+    #[arg(long, global = true, value_name = "TIME")]
+    pub as_of: Option<String>,
     /// Read the password from this file
     #[arg(long, env = "LIFEBOAT_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,
@@ -92,9 +112,11 @@ pub enum Command {
     Forget(cmd_forget::ForgetArgs),
     /// Delete data no snapshot needs; repack mostly-unused packs
     Prune(commands::PruneArgs),
-    /// Rebuild the index from packs, or salvage damaged snapshots
-    #[command(subcommand)]
-    Repair(commands::RepairCommand),
+    /// Rebuild the index from packs, salvage damaged snapshots, or (with --as-of)
+    /// bring an S3 repository back to a past state
+    Repair(commands::RepairArgs),
+    /// Object Lock upkeep: extend the locks of needed objects, remove expired hidden versions
+    Maintenance(cmd_lock::MaintenanceArgs),
     /// Verify the repository: structure, and with --read-data* the data itself
     Check(cmd_check::CheckArgs),
 }
