@@ -22,6 +22,13 @@ if [ "$(id -u)" != 0 ]; then
   echo "warning: not root: tests that need root (owners, device nodes) will fail" >&2
 fi
 
+log "starting the S3 test server (Ceph radosgw on 127.0.0.1)"
+# A real S3 server with Object Lock for the S3 tests; stopped on exit.
+s3_exports=$(bash tests/harness/s3-up.sh)
+eval "$s3_exports"
+export LIFEBOAT_TEST_REQUIRE_S3=1
+trap 'bash tests/harness/s3-down.sh --purge >/dev/null 2>&1 || true' EXIT
+
 log "cargo fmt --check"
 cargo fmt --check
 
