@@ -447,6 +447,11 @@ async fn s3_object_lock_bucket() {
         BackendError::ShortRead { .. },
         "version range past the end"
     );
+    let r_old = b
+        .retention_of_version(FileKind::Pack, &pack, &old.version_id)
+        .await
+        .unwrap();
+    assert_eq!(r_old, Some(r2), "retention of the old version");
     let before = v.lock_refusals();
     assert_err!(
         v.remove_version(FileKind::Pack, &pack, &old.version_id).await,
@@ -627,5 +632,68 @@ async fn s3_every_put_carries_a_checksum() {
                 assert!(r.header(want).is_some(), "{sum}: data PUT without {want}: {r:#?}");
             }
         }
+    }
+}
+
+/// A fake server on 127.0.0.1: `stall` accepts and never answers; otherwise
+/// every request gets `500 Internal Server Error`. Counts the connections.
+async fn bad_server(stall: bool) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut head = Vec::new();
+                loop {
+                    let n = match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    head.extend_from_slice(&buf[..n]);
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        head.drain(..end + 4);
+                        seen.fetch_add(1, Ordering::Relaxed);
+                        if stall {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                        }
+                        let _ = sock
+                            .write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_stalled_or_failing_server_is_a_clear_error() {
+    let Some(_) = s3_endpoint() else { return };
+    for stall in [true, false] {
+        let (endpoint, seen) = bad_server(stall).await;
+        let opts = S3Options {
+            max_attempts: 2,
+            stall_timeout: Duration::from_secs(1),
+            ..test_opts(Some(endpoint))
+        };
+        let b = S3Backend::open("s3://bucket/repo", &opts).await.unwrap();
+        let t0 = Instant::now();
+        let res = tokio::time::timeout(Duration::from_secs(20), b.read(FileKind::Pack, &hex_name(1)))
+            .await
+            .unwrap_or_else(|_| panic!("stall={stall}: read hung"));
+        match res {
+            Err(BackendError::Remote { what, message }) => {
+                eprintln!("stall={stall}: after {:.1?}: {what}: {message}", t0.elapsed());
+                assert!(!message.contains('\n'));
+                assert!(!message.contains("testsecret"), "secret in an error message");
+            }
+            other => panic!("stall={stall}: want Remote, got {other:?}"),
+        }
+        assert_eq!(seen.load(Ordering::Relaxed), 2, "stall={stall}: attempts");
     }
 }

@@ -39,7 +39,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, ConfigBag, Intercept, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     RuntimeComponents, StalledStreamProtectionConfig,
 };
-use aws_sdk_s3::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockEnabled, ObjectLockMode, ObjectLockRetention,
@@ -121,8 +121,10 @@ pub struct S3Options {
     pub multipart_threshold: u64,
     /// Attempts per request, the first included (SDK standard retry mode).
     pub max_attempts: u32,
-    /// How long a request may go without an answer (read timeout) and a body
-    /// transfer without progress before it fails.
+    /// How long a request may take until the answer's headers arrive (the
+    /// SDK's read timeout, which includes sending the body: a part of
+    /// `part_size` must go out within it) and how long a body transfer may
+    /// make no progress, before the attempt fails (and is retried).
     pub stall_timeout: Duration,
 }
 
@@ -267,7 +269,7 @@ where
         }
         _ => match status {
             Some(s) if err.as_service_error().is_some() => format!("HTTP {s}"),
-            _ => DisplayErrorContext(err).to_string(),
+            _ => error_chain(err),
         },
     };
     ErrInfo {
@@ -275,6 +277,21 @@ where
         code,
         message: one_line(&message),
     }
+}
+
+/// An error and its sources as "a: b: c" (the SDK's `DisplayErrorContext`
+/// appends a Debug dump, too much for a message line).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !s.is_empty() && parts.last() != Some(&s) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
 }
 
 fn one_line(s: &str) -> String {
@@ -601,17 +618,12 @@ impl S3Backend {
                 Err(e) if attempt < attempts => {
                     tracing::debug!(
                         "read {kind} {name}: body transfer failed, retrying: {}",
-                        DisplayErrorContext(&e)
+                        error_chain(&e)
                     );
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
                     continue;
                 }
-                Err(e) => {
-                    return Err(remote(
-                        Self::what("read", kind, name),
-                        one_line(&DisplayErrorContext(&e).to_string()),
-                    ))
-                }
+                Err(e) => return Err(remote(Self::what("read", kind, name), one_line(&error_chain(&e)))),
             };
             let got = body.len() as u64;
             if let Some((offset, len)) = range {
@@ -875,12 +887,23 @@ impl S3Backend {
         Ok((out.version_id().map(str::to_string), expected))
     }
 
-    async fn get_retention(&self, kind: FileKind, name: &str) -> BResult<Option<Retention>> {
+    /// Retention of one version of an object (None: not locked).
+    pub async fn retention_of_version(
+        &self,
+        kind: FileKind,
+        name: &str,
+        version_id: &str,
+    ) -> BResult<Option<Retention>> {
+        self.get_retention(kind, name, Some(version_id)).await
+    }
+
+    async fn get_retention(&self, kind: FileKind, name: &str, version: Option<&str>) -> BResult<Option<Retention>> {
         let res = self
             .client
             .get_object_retention()
             .bucket(&self.bucket)
             .key(self.key(kind, name))
+            .set_version_id(version.map(str::to_string))
             .send()
             .await;
         let out = match res {
@@ -1148,12 +1171,12 @@ impl Versioned for S3Backend {
     }
 
     async fn retention(&self, kind: FileKind, name: &str) -> BResult<Option<Retention>> {
-        self.get_retention(kind, name).await
+        self.get_retention(kind, name, None).await
     }
 
     async fn extend_retention(&self, kind: FileKind, name: &str, mode: LockMode, until: DateTime<Utc>) -> BResult<()> {
         let until = ceil_secs(until);
-        let current = self.get_retention(kind, name).await?;
+        let current = self.get_retention(kind, name, None).await?;
         let mode = match current {
             Some(cur) if cur.until >= until => return Ok(()),
             // Compliance cannot be turned into governance (and must not be).
