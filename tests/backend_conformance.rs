@@ -452,6 +452,12 @@ async fn s3_object_lock_bucket() {
         .await
         .unwrap();
     assert_eq!(r_old, Some(r2), "retention of the old version");
+    assert_eq!(
+        v.version_retention(FileKind::Pack, &pack, &old.version_id)
+            .await
+            .unwrap(),
+        Some(r2)
+    );
     let before = v.lock_refusals();
     assert_err!(
         v.remove_version(FileKind::Pack, &pack, &old.version_id).await,

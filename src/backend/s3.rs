@@ -1174,6 +1174,10 @@ impl Versioned for S3Backend {
         self.get_retention(kind, name, None).await
     }
 
+    async fn version_retention(&self, kind: FileKind, name: &str, version_id: &str) -> BResult<Option<Retention>> {
+        self.get_retention(kind, name, Some(version_id)).await
+    }
+
     async fn extend_retention(&self, kind: FileKind, name: &str, mode: LockMode, until: DateTime<Utc>) -> BResult<()> {
         let until = ceil_secs(until);
         let current = self.get_retention(kind, name, None).await?;
