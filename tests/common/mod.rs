@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde_json::Value;
+pub mod s3;
 
 pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * 1024;

@@ -38,7 +38,7 @@ count under their status too ("PUT 503"), stalls and drops only under "injected"
 
 Log (--log, JSON lines, one per request, appended when it finishes): {"t": unix time, "method",
 "path", "query", "headers": [lower-case names], "status": int or null, "action": null or the
-injected action, "rule": index or null, "body_bytes": n}.
+injected action, "rule": index or null, "body_bytes": n}. Stalls are logged when the stall begins.
 """
 
 import argparse
@@ -309,6 +309,7 @@ class Handler(socketserver.BaseRequestHandler):
                  "headers": [n for n, _ in headers], "status": None, "action": None, "rule": None,
                  "body_bytes": body_length(headers)}
         sock = client.sock
+        wants_close = (header(headers, "connection") or "").lower() == "close"
         if (header(headers, "expect") or "").lower() == "100-continue":
             sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -316,16 +317,17 @@ class Handler(socketserver.BaseRequestHandler):
         if path == "/__stats":
             for _ in body_chunks(client, headers):
                 pass
-            send_status(sock, 200, body=stats_json().encode(), ctype="application/json")
-            return True
+            send_status(sock, 200, keep_alive=False, body=stats_json().encode(), ctype="application/json")
+            return False
         if path == "/__rules" and method == "PUT":
             body = b"".join(body_chunks(client, headers))
             try:
                 set_rules(json.loads(body or b"[]"))
-                send_status(sock, 200, body=b"{}", ctype="application/json")
+                send_status(sock, 200, keep_alive=False, body=b"{}", ctype="application/json")
             except ValueError as e:
-                send_status(sock, 400, body=json.dumps({"error": str(e)}).encode(), ctype="application/json")
-            return True
+                send_status(sock, 400, keep_alive=False, body=json.dumps({"error": str(e)}).encode(),
+                            ctype="application/json")
+            return False
 
         idx, rule = pick_rule(method, path, query)
         action = rule.get("action", "status") if rule else None
@@ -335,16 +337,18 @@ class Handler(socketserver.BaseRequestHandler):
                 for _ in body_chunks(client, headers):
                     pass
                 status = int(rule.get("status", 503))
-                send_status(sock, status)
+                send_status(sock, status, keep_alive=not wants_close)
                 entry["status"] = status
                 count(method, status, action)
-                return True
+                return not wants_close
             if action in ("stall", "stall_mid_body"):
                 limit = None if action == "stall" else max(1, body_length(headers) // 2)
                 for _ in body_chunks(client, headers, limit):
                     pass
-                time.sleep(float(rule.get("secs", 30)))
                 count(method, None, action)
+                log(entry)
+                entry = None
+                time.sleep(float(rule.get("secs", 30)))
                 rst_close(sock)
                 return False
             up_sock = socket.create_connection((ARGS.up_host, ARGS.up_port), timeout=300)
@@ -369,9 +373,10 @@ class Handler(socketserver.BaseRequestHandler):
                     pass
             entry["status"] = status
             count(method, status)
-            return not close
+            return not (close or wants_close)
         finally:
-            log(entry)
+            if entry is not None:
+                log(entry)
 
 
 class Server(socketserver.ThreadingTCPServer):
