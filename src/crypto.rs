@@ -8,9 +8,9 @@
 //! || tag (16)`; the associated data always binds what the object is (kind,
 //! format version, and its id where the id is known before sealing).
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20::cipher::consts::U10;
 use rand::RngCore;
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::id::Id;
@@ -101,12 +101,33 @@ impl MasterKey {
 }
 
 /// An AEAD instance; cheap to clone, one per worker thread.
-#[derive(Clone)]
-pub struct Cipher(XChaCha20Poly1305);
+///
+/// XChaCha20-Poly1305 as in draft-irtf-cfrg-xchacha: the HChaCha20 of the key
+/// and the first 16 nonce bytes is the subkey of an RFC 8439 (IETF)
+/// ChaCha20-Poly1305 whose 12-byte nonce is `0u32 || nonce[16..24]`. The
+/// HChaCha20 step is `chacha20::hchacha`, the bulk AEAD is `ring`'s (assembly,
+/// AVX2/AVX-512), so the bytes are exactly those of
+/// `chacha20poly1305::XChaCha20Poly1305` (proved by the tests below).
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Cipher {
+    key: [u8; 32],
+}
+
+/// A sealed object's nonce split into its HChaCha20 input and the IETF nonce.
+fn subkey(key: &[u8; 32], nonce: &[u8; NONCE_LEN]) -> (LessSafeKey, Nonce) {
+    let mut sub = chacha20::hchacha::<U10>(key.into(), nonce[..16].into());
+    let k = LessSafeKey::new(
+        UnboundKey::new(&CHACHA20_POLY1305, sub.as_slice()).expect("ChaCha20-Poly1305 takes 32-byte keys"),
+    );
+    sub.as_mut_slice().zeroize();
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&nonce[16..]);
+    (k, Nonce::assume_unique_for_key(n))
+}
 
 impl Cipher {
     pub fn new(key: &[u8; 32]) -> Cipher {
-        Cipher(XChaCha20Poly1305::new(key.into()))
+        Cipher { key: *key }
     }
 
     /// Seals `plaintext`, appending `nonce || ciphertext || tag` to `out`.
@@ -117,12 +138,12 @@ impl Cipher {
         out.extend_from_slice(&nonce);
         let start = out.len();
         out.extend_from_slice(plaintext);
-        let tag = self
-            .0
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, &mut out[start..])
+        let (k, n) = subkey(&self.key, &nonce);
+        let tag = k
+            .seal_in_place_separate_tag(n, Aad::from(aad), &mut out[start..])
             // Only fails for messages over 256 GiB, which no caller produces.
-            .expect("XChaCha20-Poly1305 message length limit");
-        out.extend_from_slice(&tag);
+            .expect("ChaCha20-Poly1305 message length limit");
+        out.extend_from_slice(tag.as_ref());
     }
 
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
@@ -131,19 +152,49 @@ impl Cipher {
         out
     }
 
-    /// Opens a sealed object; fails if it was altered, truncated, or sealed
-    /// with other associated data or another key.
-    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, AuthError> {
+    /// Opens a sealed object in place: on success the plaintext is
+    /// `sealed[NONCE_LEN..sealed.len() - TAG_LEN]` (returned); on failure the
+    /// buffer's contents are unspecified.
+    pub fn open_in_place<'a>(&self, aad: &[u8], sealed: &'a mut [u8]) -> Result<&'a mut [u8], AuthError> {
         if sealed.len() < SEAL_OVERHEAD {
             return Err(AuthError);
         }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN);
-        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let mut buf = ct.to_vec();
-        self.0
-            .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, &mut buf, tag.into())
-            .map_err(|_| AuthError)?;
-        Ok(buf)
+        let (head, rest) = sealed.split_at_mut(NONCE_LEN);
+        let nonce: &[u8; NONCE_LEN] = (&*head).try_into().map_err(|_| AuthError)?;
+        let ct_len = rest.len() - TAG_LEN;
+        let (ct, tag) = rest.split_at_mut(ct_len);
+        let tag = Tag::try_from(&*tag).map_err(|_| AuthError)?;
+        let (k, n) = subkey(&self.key, nonce);
+        k.open_in_place_separate_tag(n, Aad::from(aad), tag, ct, 0..)
+            .map_err(|_| AuthError)
+    }
+
+    /// Opens a sealed object into `out` (cleared first, capacity reused).
+    pub fn open_into(&self, aad: &[u8], sealed: &[u8], out: &mut Vec<u8>) -> Result<(), AuthError> {
+        out.clear();
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(AuthError);
+        }
+        let nonce: &[u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().map_err(|_| AuthError)?;
+        let (ct, tag) = sealed[NONCE_LEN..].split_at(sealed.len() - SEAL_OVERHEAD);
+        let tag = Tag::try_from(tag).map_err(|_| AuthError)?;
+        out.extend_from_slice(ct);
+        let (k, n) = subkey(&self.key, nonce);
+        match k.open_in_place_separate_tag(n, Aad::from(aad), tag, out, 0..) {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                out.clear();
+                Err(AuthError)
+            }
+        }
+    }
+
+    /// Opens a sealed object; fails if it was altered, truncated, or sealed
+    /// with other associated data or another key.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, AuthError> {
+        let mut out = Vec::new();
+        self.open_into(aad, sealed, &mut out)?;
+        Ok(out)
     }
 }
 
@@ -169,6 +220,84 @@ mod tests {
             let p = pos % s.len();
             s[p] ^= 1 << bit;
             prop_assert!(c.open(b"aad", &s).is_err());
+        }
+    }
+
+    /// AEAD_XChaCha20_Poly1305 test vector, draft-irtf-cfrg-xchacha-03 A.3.1.
+    #[test]
+    fn xchacha_draft_vector() {
+        let key: [u8; 32] = std::array::from_fn(|i| 0x80 + i as u8);
+        let nonce: Vec<u8> = (0x40u8..0x58).collect();
+        let aad = hex::decode("50515253c0c1c2c3c4c5c6c7").unwrap();
+        let pt = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+        let ct = hex::decode(concat!(
+            "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb",
+            "731c7f1b0b4aa6440bf3a82f4eda7e39ae64c6708c54c216cb96b72e1213b452",
+            "2f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9",
+            "21f9664c97637da9768812f615c68b13b52e"
+        ))
+        .unwrap();
+        let tag = hex::decode("c0875924c1c7987947deafd8780acf49").unwrap();
+        let mut sealed = nonce.clone();
+        sealed.extend_from_slice(&ct);
+        sealed.extend_from_slice(&tag);
+        let c = Cipher::new(&key);
+        assert_eq!(c.open(&aad, &sealed).unwrap(), pt);
+        let mut buf = sealed.clone();
+        assert_eq!(c.open_in_place(&aad, &mut buf).unwrap(), pt);
+        // Sealing with the same nonce gives the same bytes.
+        let (k, n) = subkey(&key, nonce.as_slice().try_into().unwrap());
+        let mut body = pt.to_vec();
+        let t = k.seal_in_place_separate_tag(n, Aad::from(&aad), &mut body).unwrap();
+        assert_eq!(body, ct);
+        assert_eq!(t.as_ref(), tag.as_slice());
+    }
+
+    /// Bit compatibility with the RustCrypto XChaCha20-Poly1305 that wrote
+    /// format v1 so far: each side opens what the other sealed.
+    #[test]
+    fn compatible_with_chacha20poly1305_crate() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for len in [0usize, 1, 15, 16, 17, 63, 64, 65, 255, 256, 1000, 4096, 65_537, 1 << 20] {
+            let key: [u8; 32] = rng.gen();
+            let aad: Vec<u8> = (0..rng.gen_range(0..60)).map(|_| rng.gen()).collect();
+            let pt: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            let old = XChaCha20Poly1305::new(&key.into());
+            let new = Cipher::new(&key);
+            // new -> old
+            let s = new.seal(&aad, &pt);
+            let back = old
+                .decrypt(
+                    XNonce::from_slice(&s[..NONCE_LEN]),
+                    Payload {
+                        msg: &s[NONCE_LEN..],
+                        aad: &aad,
+                    },
+                )
+                .unwrap();
+            assert_eq!(back, pt);
+            // old -> new, and identical bytes for the same nonce
+            let nonce: [u8; NONCE_LEN] = rng.gen();
+            let mut s2 = nonce.to_vec();
+            s2.extend(
+                old.encrypt(XNonce::from_slice(&nonce), Payload { msg: &pt, aad: &aad })
+                    .unwrap(),
+            );
+            assert_eq!(new.open(&aad, &s2).unwrap(), pt);
+            let (k, n) = subkey(&key, &nonce);
+            let mut body = pt.clone();
+            let t = k.seal_in_place_separate_tag(n, Aad::from(&aad), &mut body).unwrap();
+            body.extend_from_slice(t.as_ref());
+            assert_eq!(body, s2[NONCE_LEN..]);
+            // a flipped bit fails both ways
+            if len > 0 {
+                let mut bad = s2.clone();
+                bad[NONCE_LEN + len / 2] ^= 4;
+                assert!(new.open(&aad, &bad).is_err());
+            }
         }
     }
 
