@@ -281,6 +281,10 @@ pub enum FindingKind {
     Affected,
     /// The local verification state could not be read or saved (warning).
     State,
+    /// An object without the Object Lock retention the repository's policy
+    /// requires (error), or whose lock ends before now + retention (warning:
+    /// maintenance is overdue).
+    ObjectLock,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -302,7 +306,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(kind: FindingKind, message: impl Into<String>) -> Finding {
+    pub fn new(kind: FindingKind, message: impl Into<String>) -> Finding {
         Finding {
             kind,
             message: message.into(),
@@ -321,7 +325,7 @@ impl Finding {
         self.blob = Some(b);
         self
     }
-    fn file(mut self, f: String) -> Finding {
+    pub fn file(mut self, f: String) -> Finding {
         self.file = Some(f);
         self
     }

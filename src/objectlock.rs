@@ -271,6 +271,80 @@ pub async fn maintain(repo: &Repository, lock: &Lock) -> Result<MaintenanceSumma
     Ok(summary)
 }
 
+/// Every object the repository needs: config, key files, index files,
+/// snapshot files and the indexed packs present in storage. The repository's
+/// index must be loaded.
+async fn needed_objects(repo: &Repository) -> Result<Vec<(FileKind, String)>> {
+    let backend = repo.backend();
+    let mut targets: Vec<(FileKind, String)> = vec![(FileKind::Config, "config".to_string())];
+    for kind in [FileKind::Key, FileKind::Index, FileKind::Snapshot] {
+        for f in backend.list(kind).await? {
+            targets.push((kind, f.name));
+        }
+    }
+    let present: std::collections::HashSet<String> = backend
+        .list(FileKind::Pack)
+        .await?
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    for p in repo.index().packs() {
+        let name = p.to_hex();
+        if present.contains(&name) {
+            targets.push((FileKind::Pack, name));
+        }
+    }
+    Ok(targets)
+}
+
+/// Objects whose lock falls short of the policy, for `check`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LockAudit {
+    pub objects: usize,
+    /// Needed objects with no retention at all.
+    pub unlocked: Vec<String>,
+    /// Needed objects locked, but not until now + R (maintenance overdue).
+    pub expiring: Vec<(String, DateTime<Utc>)>,
+}
+
+/// Reads the retention of every needed object (the index must be loaded).
+pub async fn audit(repo: &Repository) -> Result<LockAudit> {
+    let (policy, store) = policy_and_store(repo)?;
+    let targets = needed_objects(repo).await?;
+    let due = store.server_now() + policy.retention();
+    let mut out = LockAudit {
+        objects: targets.len(),
+        ..LockAudit::default()
+    };
+    let sem = Arc::new(tokio::sync::Semaphore::new(repo.backend().concurrency().max(4) * 2));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (kind, name) in targets {
+        let backend = repo.backend().clone();
+        let sem = sem.clone();
+        tasks.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let store = backend
+                .versioned()
+                .ok_or_else(|| Error::format("object lock", "backend lost versioning"))?;
+            let r = store.retention(kind, &name).await;
+            Ok::<_, Error>((format!("{kind} {name}"), r))
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let (what, r) = r.map_err(|e| Error::format("lock audit task", e.to_string()))??;
+        match r {
+            Ok(None) => out.unlocked.push(what),
+            Ok(Some(r)) if r.until < due => out.expiring.push((what, r.until)),
+            Ok(Some(_)) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.unlocked.sort();
+    out.expiring.sort();
+    Ok(out)
+}
+
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct PurgeSummary {
     /// Hidden versions permanently removed (their locks had expired).

@@ -57,7 +57,7 @@ pub async fn run(g: &Global, a: CheckArgs) -> Result<i32, Failure> {
     };
     let reads = read != ReadMode::None;
     let opts = CheckOptions { read, state_file: None };
-    let repo = super::commands::open(g).await?;
+    let mut repo = super::commands::open(g).await?;
     let lock = super::commands::locked(&repo, false).await?;
     let progress = Progress::new();
     let res = {
@@ -67,7 +67,12 @@ pub async fn run(g: &Global, a: CheckArgs) -> Result<i32, Failure> {
             _ => Mode::Quiet,
         };
         let _reporter = Reporter::start(progress.clone(), mode, "check");
-        check::check(&repo, &opts, progress.clone()).await
+        let r = check::check(&repo, &opts, progress.clone()).await;
+        // The live repository's locks (an --as-of view shows past objects).
+        match r {
+            Ok(r) if repo.config().object_lock.is_some() && g.as_of.is_none() => audit_locks(&mut repo, r).await,
+            r => r,
+        }
     };
     lock.release().await;
     let r = res?;
@@ -89,6 +94,51 @@ pub async fn run(g: &Global, a: CheckArgs) -> Result<i32, Failure> {
             ),
         })
     }
+}
+
+/// Adds Object Lock findings: an unlocked needed object is an error, one whose
+/// lock ends before now + retention a warning (maintenance is overdue).
+async fn audit_locks(
+    repo: &mut lifeboat::repo::Repository,
+    mut r: CheckReport,
+) -> Result<CheckReport, lifeboat::Error> {
+    let audited = match repo.load_index().await {
+        Ok(()) => lifeboat::objectlock::audit(repo).await,
+        Err(e) => Err(e),
+    };
+    // A damaged index is already an error above; the audit then cannot run.
+    let a = match audited {
+        Ok(a) => a,
+        Err(e) => {
+            r.warnings.push(check::Finding::new(
+                check::FindingKind::ObjectLock,
+                format!("could not audit Object Lock retention: {e}"),
+            ));
+            return Ok(r);
+        }
+    };
+    for what in a.unlocked {
+        r.errors.push(
+            check::Finding::new(
+                check::FindingKind::ObjectLock,
+                format!("{what} has no Object Lock retention although the repository's policy requires one"),
+            )
+            .file(what),
+        );
+    }
+    for (what, until) in a.expiring {
+        r.warnings.push(
+            check::Finding::new(
+                check::FindingKind::ObjectLock,
+                format!(
+                    "{what} is locked only until {}, less than the retention ahead: run `lifeboat maintenance`",
+                    until.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+            )
+            .file(what),
+        );
+    }
+    Ok(r)
 }
 
 fn print_human(g: &Global, r: &CheckReport, reads: bool, secs: f64) {
