@@ -252,6 +252,12 @@ fn s3_ransomware_drill_compliance() {
         assert_ne!(out.status.code(), Some(101), "panic exit\n{}", describe(&out));
     }
 
+    // Before the repository existed there is nothing to read: a clear error.
+    let early = rfc3339(t - chrono::Duration::hours(1));
+    let out = repo.run(["--as-of", &early, "snapshots"]);
+    assert_eq!(out.status.code(), Some(10), "--as-of before init\n{}", describe(&out));
+    assert_one_line_error(&out, "--as-of before init");
+
     // ---- Recovery, read-only: the past as of T.
     let as_of = ["--as-of", t_arg.as_str()];
     assert_eq!(repo.snapshot_ids(&as_of), ids, "--as-of {t_arg} snapshots");
@@ -263,6 +269,12 @@ fn s3_ransomware_drill_compliance() {
 
     // ---- Repair: the current view equals T again.
     let dry = repo.run_ok(["--as-of", &t_arg, "repair", "--dry-run"]);
+    let dry_text = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry_text.contains("would restore"),
+        "repair --dry-run lists nothing to restore\n{}",
+        describe(&dry)
+    );
     let again = repo.run(["snapshots", "--json"]);
     assert!(
         !again.status.success() || parse_json(&again.stdout) == json!([]),
@@ -275,6 +287,15 @@ fn s3_ransomware_drill_compliance() {
     restore_and_compare(&repo, &[], &id1, &src, &frozen1, &scratch);
     restore_and_compare(&repo, &[], &id2, &src, &frozen2, &scratch);
     repo.run_ok(["check", "--read-data"]);
+    // Life goes on: the repaired repository takes new backups.
+    let id3 = snapshot_id(&repo.backup(&[&src], &[]));
+    assert_eq!(
+        repo.snapshot_ids(&[]).len(),
+        3,
+        "after a backup into the repaired repository"
+    );
+    restore_and_compare(&repo, &[], &id3, &src, &frozen2, &scratch);
+    repo.run_ok(["check"]);
     // Nothing lifeboat wrote was lost on the way.
     let fin: BTreeSet<(String, String)> = admin
         .list_versions(&bucket, &prefix)
@@ -808,6 +829,12 @@ fn s3_stalled_uploads_fail_cleanly() {
     assert_eq!(lines.len(), 1, "expected one error line\n{}", describe(&out));
     assert!(
         lines[0].starts_with("lifeboat: error:") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(lines[0].contains("pack"), "the error does not say what failed: {err}");
+    // A message for people, not a Debug dump of the SDK's error structs.
+    assert!(
+        !lines[0].contains(" { ") && !lines[0].contains("DispatchFailure("),
         "{err}"
     );
     let stats = proxy.stop();
