@@ -266,6 +266,20 @@ fn s3_ransomware_drill_compliance() {
     restore_and_compare(&repo, &as_of, &id1, &src, &frozen1, &scratch);
     restore_and_compare(&repo, &as_of, &id2, &src, &frozen2, &scratch);
     repo.run_ok(["--as-of", &t_arg, "check", "--read-data"]);
+    let first_only = src.join("only-in-first.bin");
+    let out = repo.run_ok(["--as-of", &t_arg, "ls", &id1]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains(first_only.to_str().unwrap()),
+        "--as-of ls does not list {}\n{listing}",
+        first_only.display()
+    );
+    let out = repo.run_ok(["--as-of", &t_arg, "dump", &id1, first_only.to_str().unwrap()]);
+    assert!(
+        out.stdout == fs::read(frozen1.join("only-in-first.bin")).unwrap(),
+        "--as-of dump returned other bytes ({} bytes)",
+        out.stdout.len()
+    );
 
     // ---- Repair: the current view equals T again.
     let dry = repo.run_ok(["--as-of", &t_arg, "repair", "--dry-run"]);
