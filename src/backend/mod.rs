@@ -182,10 +182,7 @@ pub trait Versioned: Send + Sync + fmt::Debug {
         len: u64,
     ) -> BResult<Bytes>;
     /// Retention of one version (None: not locked).
-    async fn version_retention(&self, kind: FileKind, name: &str, version_id: &str) -> BResult<Option<Retention>> {
-        let _ = (kind, name, version_id);
-        Err(BackendError::Unsupported("per-version retention".into()))
-    }
+    async fn version_retention(&self, kind: FileKind, name: &str, version_id: &str) -> BResult<Option<Retention>>;
     /// Permanently removes one version (or delete marker). `Locked` if its
     /// retention forbids it; the refusal is counted in `lock_refusals`.
     async fn remove_version(&self, kind: FileKind, name: &str, version_id: &str) -> BResult<()>;
