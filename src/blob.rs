@@ -78,7 +78,23 @@ pub struct Codec {
     comp: Option<zstd::bulk::Compressor<'static>>,
     probe: Option<zstd::bulk::Compressor<'static>>,
     decomp: zstd::bulk::Decompressor<'static>,
+    /// Compressed body (reused).
     buf: Vec<u8>,
+    /// Verification scratch: the opened body and its decompression (reused).
+    opened: Vec<u8>,
+    check: Vec<u8>,
+}
+
+/// Scratch buffers above this capacity are released after use. Zero, i.e.
+/// released after every blob: keeping them per worker measured +45 MiB peak
+/// RSS on the 2 GiB first backup (214 vs 169 MiB) and +40 MiB on restore for
+/// no measurable CPU gain (large blocks come from mmap either way).
+const KEEP_SCRATCH: usize = 0;
+
+fn trim(v: &mut Vec<u8>) {
+    if v.capacity() > KEEP_SCRATCH {
+        *v = Vec::new();
+    }
 }
 
 /// Blobs at least this large are probed before being compressed.
@@ -103,6 +119,8 @@ impl Codec {
             probe,
             decomp: zstd::bulk::Decompressor::new().map_err(zerr)?,
             buf: Vec::new(),
+            opened: Vec::new(),
+            check: Vec::new(),
         })
     }
 
@@ -144,20 +162,26 @@ impl Codec {
         } else {
             plain
         };
-        let sealed = self.cipher.seal(&aad(kind, comp, &id), body);
-        // Verify before anything refers to it: decrypt, decompress, compare.
-        let opened = self
-            .cipher
-            .open(&aad(kind, comp, &id), &sealed)
-            .map_err(|_| Error::integrity(format!("blob {} failed verification after sealing", id.short())))?;
-        let ok = match comp {
-            BlobCompression::None => opened == plain,
-            BlobCompression::Zstd => self
-                .decomp
-                .decompress(&opened, plain.len())
-                .map(|d| d == plain)
-                .unwrap_or(false),
-        };
+        let aad = aad(kind, comp, &id);
+        let sealed = self.cipher.seal(&aad, body);
+        // Verify before anything refers to it: open what was sealed (tag and
+        // decryption, into a reused buffer), then decompress that and compare
+        // with the input. Every step reads the sealed bytes as they will be
+        // stored, so a faulty cipher, compressor or memory is caught here.
+        let ok = self.cipher.open_into(&aad, &sealed, &mut self.opened).is_ok()
+            && match comp {
+                BlobCompression::None => self.opened == plain,
+                BlobCompression::Zstd => {
+                    self.check.clear();
+                    self.check.reserve(plain.len());
+                    // The capacity bounds the output: a frame that would
+                    // decompress to more than the input fails here.
+                    self.decomp.decompress_to_buffer(&self.opened, &mut self.check).is_ok() && self.check == plain
+                }
+            };
+        trim(&mut self.buf);
+        trim(&mut self.opened);
+        trim(&mut self.check);
         if !ok {
             return Err(Error::integrity(format!(
                 "blob {} failed verification after sealing",
@@ -221,6 +245,72 @@ pub fn decode(
     Ok(plain)
 }
 
+/// Per-thread blob decoder for bulk reads (restore): keeps its zstd context
+/// and buffers between blobs, so decoding allocates nothing in steady state.
+#[derive(Default)]
+pub struct Decoder {
+    body: Vec<u8>,
+    plain: Vec<u8>,
+    dctx: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl Decoder {
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// Like [`decode_verified`], into buffers owned by the decoder: the
+    /// returned plaintext is valid until the next call.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode_verified(
+        &mut self,
+        key: &MasterKey,
+        cipher: &Cipher,
+        kind: BlobKind,
+        comp: BlobCompression,
+        id: &Id,
+        raw_len: u32,
+        sealed: &[u8],
+    ) -> Result<&[u8]> {
+        trim(&mut self.body);
+        trim(&mut self.plain);
+        cipher
+            .open_into(&aad(kind, comp, id), sealed, &mut self.body)
+            .map_err(|_| Error::integrity(format!("blob {}", id.short())))?;
+        let plain: &[u8] = match comp {
+            BlobCompression::None => &self.body,
+            BlobCompression::Zstd => {
+                let limit = (raw_len as usize).min(MAX_BLOB_RAW);
+                if self.dctx.is_none() {
+                    self.dctx = Some(
+                        zstd::bulk::Decompressor::new()
+                            .map_err(|e| Error::format(format!("blob {}", id.short()), format!("zstd: {e}")))?,
+                    );
+                }
+                let d = self.dctx.as_mut().expect("set above");
+                self.plain.clear();
+                self.plain.reserve(limit);
+                d.decompress_to_buffer(&self.body, &mut self.plain)
+                    .map_err(|e| Error::format(format!("blob {}", id.short()), format!("decompression: {e}")))?;
+                &self.plain
+            }
+        };
+        if plain.len() != raw_len as usize {
+            return Err(Error::format(
+                format!("blob {}", id.short()),
+                format!("length {} but index says {raw_len}", plain.len()),
+            ));
+        }
+        if key.blob_id(plain) != *id {
+            return Err(Error::integrity(format!(
+                "blob {} (content does not hash to its id)",
+                id.short()
+            )));
+        }
+        Ok(plain)
+    }
+}
+
 /// Decodes and proves the plaintext hashes to its id.
 pub fn decode_verified(
     key: &MasterKey,
@@ -255,7 +345,11 @@ mod tests {
             let id = k.blob_id(&data);
             let s = encode(&c, level, kind, id, &data).unwrap();
             let back = decode_verified(&k, &c, kind, s.comp, &id, s.raw_len, &s.sealed).unwrap();
-            prop_assert_eq!(back, data);
+            prop_assert_eq!(&back, &data);
+            let mut d = Decoder::new();
+            prop_assert_eq!(d.decode_verified(&k, &c, kind, s.comp, &id, s.raw_len, &s.sealed).unwrap(), &data[..]);
+            prop_assert!(d.decode_verified(&k, &c, kind, s.comp, &Id::ZERO, s.raw_len, &s.sealed).is_err());
+            prop_assert!(d.decode_verified(&k, &c, kind, s.comp, &id, s.raw_len + 1, &s.sealed).is_err());
             // bound to kind and id
             let other = if tree { BlobKind::Data } else { BlobKind::Tree };
             prop_assert!(decode(&c, other, s.comp, &id, s.raw_len, &s.sealed).is_err());
