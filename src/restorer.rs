@@ -18,6 +18,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::backend::FileKind;
+use crate::blob;
+use crate::error::ResultExt;
 use crate::filter::PathFilter;
 use crate::fsmeta;
 use crate::id::Id;
@@ -167,7 +169,9 @@ pub async fn restore(
     let mut deferred_links: Vec<(PathBuf, PathBuf, PathBuf)> = Vec::new();
     let mut jobs: HashMap<Id, BlobJob> = HashMap::new();
     let mut failed_files = vec![false; items.len()];
-    let mut total = 0u64;
+    // Regular files are created after the loop, on all cores: creating tens of
+    // thousands of inodes is kernel work that otherwise serialises the restore.
+    let mut creates: Vec<(usize, PathBuf, u64)> = Vec::new();
     for (i, it) in items.iter().enumerate() {
         let path = target.join(&it.rel);
         let n = &it.node;
@@ -194,7 +198,6 @@ pub async fn restore(
                     summary.other += 1;
                 }
                 NodeType::File => {
-                    remove_existing(&path, false)?;
                     summary.files += 1;
                     if n.links > 1 {
                         if let Some(first) = links.get(&(n.device_id, n.inode)) {
@@ -203,11 +206,10 @@ pub async fn restore(
                         }
                         links.insert((n.device_id, n.inode), path.clone());
                     }
-                    let f = File::create(&path)?;
-                    f.set_len(n.size)?;
+                    creates.push((i, path.clone(), n.size));
                     let mut off = 0u64;
                     for e in n.content.iter().flatten() {
-                        if let Extent::Data { id, len } = e {
+                        if let Extent::Data { id, .. } = e {
                             let entry = *repo.lookup(id).map_err(|e| std::io::Error::other(e.to_string()))?;
                             jobs.entry(*id)
                                 .or_insert_with(|| BlobJob {
@@ -221,7 +223,6 @@ pub async fn restore(
                                     offset: off,
                                     file: i,
                                 });
-                            total += len;
                         }
                         off += e.len();
                     }
@@ -235,6 +236,23 @@ pub async fn restore(
             report(&errors, &Path::new("/").join(&it.rel), &e);
         }
     }
+    let created = create_files(&creates);
+    for ((i, _, _), res) in creates.iter().zip(created) {
+        if let Err(e) = res {
+            failed_files[*i] = true;
+            report(&errors, &Path::new("/").join(&items[*i].rel), &e);
+        }
+    }
+    drop(creates);
+    // Blobs only needed by files that could not be created are not read.
+    jobs.retain(|_, j| {
+        j.targets.retain(|t| !failed_files[t.file]);
+        !j.targets.is_empty()
+    });
+    let total: u64 = jobs
+        .values()
+        .map(|j| j.entry.raw_len as u64 * j.targets.len() as u64)
+        .sum();
     progress.bytes_total.store(total, Relaxed);
     progress.files_total.store(summary.files, Relaxed);
     progress.total_known.store(true, Relaxed);
@@ -248,7 +266,10 @@ pub async fn restore(
     packs.sort_by_key(|(p, _)| *p);
     let queue = Arc::new(Mutex::new(packs));
     let failed = Arc::new(Mutex::new(failed_files));
-    let n = crate::util::workers().max(2) * 2;
+    // Two per core keeps both busy while the others wait for reads; remote
+    // stores want more requests in flight (each worker holds at most one
+    // MAX_READ range and its decoded blob, so memory stays bounded).
+    let n = (crate::util::workers().max(2) * 2).max(repo.backend().concurrency());
     let mut handles = Vec::new();
     for _ in 0..n {
         let queue = queue.clone();
@@ -257,29 +278,32 @@ pub async fn restore(
         let errors = errors.clone();
         let failed = failed.clone();
         let progress = progress.clone();
-        handles.push(tokio::task::spawn_blocking(move || loop {
-            let Some((pack, mut blobs)) = queue.lock().pop() else {
-                break;
-            };
-            blobs.sort_by_key(|b| b.entry.offset);
-            let mut damaged = Vec::new();
-            let res = restore_pack(&repo, &rt, pack, &blobs, &progress, &mut damaged);
-            let mut f = failed.lock();
-            let mut fail = |b: &BlobJob, e: &Error| {
-                for t in &b.targets {
-                    if !f[t.file] {
-                        f[t.file] = true;
-                        report(&errors, &t.shown, e);
+        handles.push(tokio::task::spawn_blocking(move || {
+            let mut dec = blob::Decoder::new();
+            loop {
+                let Some((pack, mut blobs)) = queue.lock().pop() else {
+                    break;
+                };
+                blobs.sort_by_key(|b| b.entry.offset);
+                let mut damaged = Vec::new();
+                let res = restore_pack(&repo, &rt, &mut dec, pack, &blobs, &progress, &mut damaged);
+                let mut f = failed.lock();
+                let mut fail = |b: &BlobJob, e: &Error| {
+                    for t in &b.targets {
+                        if !f[t.file] {
+                            f[t.file] = true;
+                            report(&errors, &t.shown, e);
+                        }
+                    }
+                };
+                if let Err(e) = res {
+                    for b in &blobs {
+                        fail(b, &e);
                     }
                 }
-            };
-            if let Err(e) = res {
-                for b in &blobs {
-                    fail(b, &e);
+                for (k, e) in &damaged {
+                    fail(&blobs[*k], e);
                 }
-            }
-            for (k, e) in &damaged {
-                fail(&blobs[*k], e);
             }
         }));
     }
@@ -298,20 +322,29 @@ pub async fn restore(
     let is_root = unsafe { libc::geteuid() } == 0;
     let failed = failed.lock().clone();
     let mut dirs = Vec::new();
+    let mut others = Vec::new();
     for (i, it) in items.iter().enumerate() {
         if failed[i] {
             continue;
         }
         if it.node.kind == NodeType::Dir {
             dirs.push(i);
-            continue;
+        } else {
+            others.push(i);
         }
-        let path = target.join(&it.rel);
-        if let Err(e) = apply_meta(&path, &it.node, is_root) {
-            report(&errors, &Path::new("/").join(&it.rel), &e);
-        }
+    }
+    // Non-directories are independent of each other: all cores.
+    let metas = par_map(&others, |&i| {
+        let it = &items[i];
+        let res = apply_meta(&target.join(&it.rel), &it.node, is_root);
         if it.node.kind == NodeType::File {
             progress.files_done.fetch_add(1, Relaxed);
+        }
+        res
+    });
+    for (&i, res) in others.iter().zip(metas) {
+        if let Err(e) = res {
+            report(&errors, &Path::new("/").join(&items[i].rel), &e);
         }
     }
     for &i in dirs.iter().rev() {
@@ -322,6 +355,38 @@ pub async fn restore(
     }
     summary.errors = std::mem::take(&mut *errors.lock());
     Ok(summary)
+}
+
+/// Replaces whatever is at each path by an empty file of the given size,
+/// on all cores; one result per entry, in order.
+fn create_files(creates: &[(usize, PathBuf, u64)]) -> Vec<std::io::Result<()>> {
+    let create = |path: &Path, size: u64| -> std::io::Result<()> {
+        remove_existing(path, false)?;
+        File::create(path)?.set_len(size)
+    };
+    par_map(creates, |(_, path, size)| create(path, *size))
+}
+
+/// `f` over `items` on all cores (contiguous shares), results in order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let n = crate::util::workers().min(items.len() / 64).max(1);
+    if n == 1 {
+        return items.iter().map(&f).collect();
+    }
+    let per = items.len().div_ceil(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|part| {
+                let f = &f;
+                s.spawn(move || part.iter().map(f).collect::<Vec<R>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("restore helper thread panicked"))
+            .collect()
+    })
 }
 
 fn apply_meta(path: &Path, n: &Node, is_root: bool) -> std::io::Result<()> {
@@ -339,6 +404,7 @@ fn apply_meta(path: &Path, n: &Node, is_root: bool) -> std::io::Result<()> {
 fn restore_pack(
     repo: &Repository,
     rt: &tokio::runtime::Handle,
+    dec: &mut blob::Decoder,
     pack: u32,
     blobs: &[BlobJob],
     progress: &Progress,
@@ -380,7 +446,11 @@ fn restore_pack(
         for (k, b) in blobs[i..j].iter().enumerate() {
             let off = (b.entry.offset as u64 - start) as usize;
             let sealed = &data[off..off + b.entry.sealed_len as usize];
-            let plain = match repo.decode_blob(&b.entry, sealed) {
+            let e = &b.entry;
+            let plain = match dec
+                .decode_verified(repo.key(), repo.cipher(), e.kind, e.comp, &e.id, e.raw_len, sealed)
+                .with_context(|| format!("pack {}", pack_id.short()))
+            {
                 Ok(p) => p,
                 Err(e) => {
                     // Only the files that need this blob fail; the others go on.
@@ -397,7 +467,7 @@ fn restore_pack(
                     files.insert(t.path.clone(), f);
                 }
                 let f = &files[&t.path];
-                f.write_all_at(&plain, t.offset).map_err(|e| Error::io(&t.path, e))?;
+                f.write_all_at(plain, t.offset).map_err(|e| Error::io(&t.path, e))?;
                 progress.bytes_done.fetch_add(plain.len() as u64, Relaxed);
             }
             if files.len() > 64 {
