@@ -4,10 +4,11 @@
 //!
 //! ```text
 //! producer ──jobs (bounded)──▶ N sealing workers ──sealed (bounded)──▶ packer
-//!   ──packs (bounded)──▶ uploader (async, ≤ UPLOADS in flight) ──▶ index files
+//!   ──packs (bounded)──▶ uploader (async, ≤ backend concurrency in flight) ──▶ index files
 //! ```
 //! Memory is bounded by the channel capacities: about
-//! `(2·N + 2·N) × max chunk + (PACKS_QUEUED + UPLOADS + 2) × pack size`.
+//! `(2·N + 2·N) × max chunk + (PACKS_QUEUED + uploads + 2) × pack size`,
+//! where `uploads` is the backend's concurrency (at most [`MAX_UPLOADS`]).
 //! Write order: a pack is in an index file only after its upload returned;
 //! the caller writes the snapshot only after [`Saver::finish`] returned.
 
@@ -28,7 +29,10 @@ use crate::pack::{FinishedPack, PackWriter};
 use crate::repo::Repository;
 use crate::{Error, Result};
 
-const UPLOADS: usize = 1;
+/// Packs uploading at once: what the backend says is worth running in
+/// parallel (1 for local directories, more for object stores), capped so
+/// memory stays bounded at `(PACKS_QUEUED + MAX_UPLOADS + 2) × pack size`.
+const MAX_UPLOADS: usize = 8;
 const PACKS_QUEUED: usize = 1;
 /// Write an index file after this many packs, so an interrupted backup's
 /// uploads are reusable by the next run.
@@ -242,6 +246,7 @@ async fn uploader(
     stats: Arc<SaverStats>,
     error: Arc<Mutex<Option<Error>>>,
 ) -> Result<Vec<Id>> {
+    let uploads = repo.backend().concurrency().clamp(1, MAX_UPLOADS);
     let mut inflight = tokio::task::JoinSet::new();
     let mut done: Vec<PackIndex> = Vec::new();
     let mut index_ids = Vec::new();
@@ -277,7 +282,7 @@ async fn uploader(
                     Err(e) => { failed = Some(Error::format("upload task", e.to_string())); break; }
                 }
             }
-            p = rx.recv(), if inflight.len() < UPLOADS => {
+            p = rx.recv(), if inflight.len() < uploads => {
                 let Some(p) = p else { break };
                 let repo = repo.clone();
                 let stats = stats.clone();
