@@ -54,7 +54,7 @@ impl Repository {
         })?;
         let key = MasterKey::generate();
         let cipher = key.cipher();
-        let mut config = Config::new(opts.compression_level.unwrap_or(3));
+        let mut config = Config::new(opts.compression_level.unwrap_or(2));
         config.object_lock = opts.object_lock;
         config.validate().map_err(Error::InvalidArgument)?;
         if let Some(policy) = &opts.object_lock {

@@ -24,8 +24,8 @@ pub(super) type CmdResult = Result<i32, Failure>;
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
-    /// zstd compression level (0 stores data uncompressed)
-    #[arg(long, default_value_t = 3)]
+    /// zstd compression level (0 stores data uncompressed; 2 costs ~1.5% more space than 3 for ~25% less compression time)
+    #[arg(long, default_value_t = 2)]
     pub compression_level: i32,
     /// Argon2id memory cost of the key file in KiB
     #[arg(long, default_value_t = 65536)]
