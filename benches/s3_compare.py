@@ -26,7 +26,8 @@ What it does (details in benches/README.md, section "S3: lifeboat vs AWS CLI"):
   (bucket creation and `lifeboat init` are not timed); every step runs under /usr/bin/time -v;
   the harness also samples the CPU time of radosgw and ceph-osd and of the whole machine;
 * every download/restore is compared file by file (size + SHA-256) with the manifest;
-* diagnostics (`--no-diag` skips): lifeboat with LIFEBOAT_S3_CONCURRENCY=1 and =32, the CLI with
+* diagnostics (`--no-diag` skips): lifeboat with LIFEBOAT_S3_CONCURRENCY=1 and =32 and with
+  LIFEBOAT_S3_CHECKSUM=crc32c (no MD5 per upload), the CLI with
   max_concurrent_requests=1 (does concurrency matter?), a lifeboat backup into a local repository
   (lifeboat's own speed without S3), and a system-wide `perf record` of one lifeboat backup and
   one restore (who burns the CPU: lifeboat, radosgw, ceph-osd? which functions in lifeboat?).
@@ -255,8 +256,15 @@ def s3_env(args) -> dict:
         up_env.update(LIFEBOAT_S3_DIR=args.server_dir, LIFEBOAT_S3_PORT=str(args.server_port),
                       LIFEBOAT_S3_MON_PORT=str(args.server_mon_port))
     log(f"starting/locating the radosgw (tests/harness/s3-up.sh, state {up_env.get('LIFEBOAT_S3_DIR', 'default')})")
-    out = subprocess.run([str(REPO_ROOT / "tests/harness/s3-up.sh")], capture_output=True, text=True, check=True,
-                         env=up_env).stdout
+    for attempt in range(3):  # a just-stopped cluster's ports may still be busy for a moment
+        p = subprocess.run([str(REPO_ROOT / "tests/harness/s3-up.sh")], capture_output=True, text=True, env=up_env)
+        if p.returncode == 0:
+            break
+        log(f"s3-up.sh failed (attempt {attempt + 1}): {p.stderr[-800:]}")
+        time.sleep(5)
+    else:
+        raise RuntimeError("s3-up.sh failed 3 times")
+    out = p.stdout
     for line in out.splitlines():
         m = re.match(r"export (\w+)=(.*)$", line.strip())
         if m:
@@ -622,6 +630,10 @@ def main():
             fresh_private_server(a, R)
         diag["lifeboat backup, LIFEBOAT_S3_CONCURRENCY=32"] = lifeboat_pair(
             R, a, ctx, f"lbs3b-{run_id}-dlbc32", "diag-c32", {"LIFEBOAT_S3_CONCURRENCY": "32"}, download=False)["upload"]
+        if not a.shared_server:
+            fresh_private_server(a, R)
+        diag["lifeboat backup, LIFEBOAT_S3_CHECKSUM=crc32c (no MD5)"] = lifeboat_pair(
+            R, a, ctx, f"lbs3b-{run_id}-dlbcrc", "diag-crc32c", {"LIFEBOAT_S3_CHECKSUM": "crc32c"}, download=False)["upload"]
         diag["lifeboat backup, LIFEBOAT_S3_CONCURRENCY=1"] = d["upload"]
         diag["lifeboat restore, LIFEBOAT_S3_CONCURRENCY=1"] = d["download"]
         local = work / "local-repo"
