@@ -20,7 +20,7 @@ use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 
-use crate::backend::{BackendError, FileKind};
+use crate::backend::{BackendError, FileInfo, FileKind};
 use crate::blob::{self, BlobKind, SealedBlob};
 use crate::error::ResultExt;
 use crate::id::Id;
@@ -289,14 +289,21 @@ async fn uploader(
                 inflight.spawn(async move {
                     let name = p.id.to_hex();
                     let size = p.data.len() as u64;
-                    match repo.backend().create(FileKind::Pack, &name, Bytes::from(p.data)).await {
+                    let created = match repo.backend().create(FileKind::Pack, &name, Bytes::from(p.data)).await {
+                        Ok(()) => true,
                         // Same name means same header, which lists the same blobs.
-                        Ok(()) | Err(BackendError::AlreadyExists { .. }) => {}
+                        Err(BackendError::AlreadyExists { .. }) => false,
                         Err(e) => return Err(Error::from(e)).with_context(|| format!("uploading pack {}", p.id.short())),
-                    }
-                    // Verify the stored size before any index refers to the pack.
-                    let stored = repo.backend().stat(FileKind::Pack, &name).await
-                        .with_context(|| format!("verifying pack {}", p.id.short()))?;
+                    };
+                    // Verify the stored size before any index refers to the pack
+                    // (unless the backend's create just did; an existing pack is always checked).
+                    let verified = created && repo.backend().verifies_writes();
+                    let stored = if verified {
+                        FileInfo { name: name.clone(), size }
+                    } else {
+                        repo.backend().stat(FileKind::Pack, &name).await
+                            .with_context(|| format!("verifying pack {}", p.id.short()))?
+                    };
                     if stored.size != size {
                         return Err(Error::integrity(format!(
                             "pack {} after upload ({} bytes stored, {size} written)", p.id.short(), stored.size

@@ -207,6 +207,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Hides a file from the current view. On a versioned store this adds a
     /// delete marker (older versions stay until their retention ends).
     async fn remove(&self, kind: FileKind, name: &str) -> BResult<()>;
+    /// Whether `create` itself confirms the stored size (and checksum) before
+    /// returning, so callers need no `stat` of their own afterwards.
+    fn verifies_writes(&self) -> bool {
+        false
+    }
     /// How many whole-file transfers are worth running at once.
     fn concurrency(&self) -> usize {
         1

@@ -280,6 +280,11 @@ rgw data = $STATE_DIR/rgw
 rgw thread pool size = 64
 rgw dynamic resharding = false
 rgw enable usage log = false
+# Deleted data goes to the garbage collector, which by default waits 2 h: a
+# test server would fill its memstore with deleted objects. Collect quickly.
+rgw gc obj min wait = 60
+rgw gc processor period = 60
+rgw gc processor max time = 30
 EOF
   mv "$CONF.tmp" "$CONF"
 }
