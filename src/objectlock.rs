@@ -191,24 +191,7 @@ pub struct MaintenanceSummary {
 pub async fn maintain(repo: &Repository, lock: &Lock) -> Result<MaintenanceSummary> {
     let (policy, store) = policy_and_store(repo)?;
     let backend = repo.backend();
-    let mut targets: Vec<(FileKind, String)> = vec![(FileKind::Config, "config".to_string())];
-    for kind in [FileKind::Key, FileKind::Index, FileKind::Snapshot] {
-        for f in backend.list(kind).await? {
-            targets.push((kind, f.name));
-        }
-    }
-    let present: std::collections::HashSet<String> = backend
-        .list(FileKind::Pack)
-        .await?
-        .into_iter()
-        .map(|f| f.name)
-        .collect();
-    for p in repo.index().packs() {
-        let name = p.to_hex();
-        if present.contains(&name) {
-            targets.push((FileKind::Pack, name));
-        }
-    }
+    let targets = needed_objects(repo).await?;
     let now = store.server_now();
     let threshold = now + policy.retention() + policy.renewal();
     let new_until = now + policy.write_duration();

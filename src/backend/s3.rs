@@ -908,6 +908,27 @@ impl S3Backend {
         Ok((out.version_id().map(str::to_string), expected))
     }
 
+    /// An access-denied answer to a lock-guarded call is the lock refusing:
+    /// counted, and reported as `Locked`; anything else is a remote error.
+    fn refused_by_lock<E>(
+        &self,
+        e: SdkError<E, HttpResponse>,
+        what: String,
+        op: &str,
+        kind: FileKind,
+        name: &str,
+    ) -> BackendError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        if is_access_denied(&err_info(&e)) {
+            self.refusals.fetch_add(1, Ordering::Relaxed);
+            BackendError::Locked { what }
+        } else {
+            map_err(e, op, kind, name)
+        }
+    }
+
     /// Retention of one version of an object (None: not locked).
     pub async fn retention_of_version(
         &self,
@@ -1225,15 +1246,13 @@ impl Versioned for S3Backend {
             .send()
             .await
             .map_err(|e| {
-                let info = err_info(&e);
-                if is_access_denied(&info) {
-                    self.refusals.fetch_add(1, Ordering::Relaxed);
-                    BackendError::Locked {
-                        what: format!("retention of {kind} {name}"),
-                    }
-                } else {
-                    map_err(e, "extend retention of", kind, name)
-                }
+                self.refused_by_lock(
+                    e,
+                    format!("retention of {kind} {name}"),
+                    "extend retention of",
+                    kind,
+                    name,
+                )
             })?;
         Ok(())
     }
@@ -1331,15 +1350,13 @@ impl Versioned for S3Backend {
             .send()
             .await
             .map_err(|e| {
-                let info = err_info(&e);
-                if is_access_denied(&info) {
-                    self.refusals.fetch_add(1, Ordering::Relaxed);
-                    BackendError::Locked {
-                        what: format!("{kind} {name} version {version_id}"),
-                    }
-                } else {
-                    map_err(e, "remove version of", kind, name)
-                }
+                self.refused_by_lock(
+                    e,
+                    format!("{kind} {name} version {version_id}"),
+                    "remove version of",
+                    kind,
+                    name,
+                )
             })?;
         Ok(())
     }
