@@ -28,6 +28,7 @@ pub mod filter;
 pub mod fsmeta;
 pub mod id;
 pub mod index;
+pub mod iobuf;
 pub mod keyfile;
 pub mod lock;
 pub mod objectlock;

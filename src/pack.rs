@@ -16,6 +16,7 @@
 use crate::blob::{BlobCompression, BlobKind, SealedBlob};
 use crate::crypto::{Cipher, MasterKey, SEAL_OVERHEAD};
 use crate::id::Id;
+use crate::iobuf::AlignedBuf;
 use crate::repofile::FORMAT_VERSION;
 use crate::{Error, Result};
 
@@ -82,9 +83,10 @@ fn header_aad(id: &Id) -> [u8; 40] {
     a
 }
 
-/// Accumulates sealed blobs into one pack in memory.
+/// Accumulates sealed blobs into one pack in memory (page-aligned, so the
+/// local backend can write it with direct I/O).
 pub struct PackWriter {
-    buf: Vec<u8>,
+    buf: AlignedBuf,
     entries: Vec<PackEntry>,
     raw_bytes: u64,
 }
@@ -97,7 +99,11 @@ impl Default for PackWriter {
 
 impl PackWriter {
     pub fn new() -> PackWriter {
-        let mut buf = Vec::new();
+        PackWriter::with_capacity(0)
+    }
+
+    pub fn with_capacity(cap: usize) -> PackWriter {
+        let mut buf = AlignedBuf::with_capacity(cap.max(PACK_HEADER_LEN));
         buf.extend_from_slice(b"LBpk");
         buf.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         buf.extend_from_slice(&0u16.to_le_bytes());
@@ -106,12 +112,6 @@ impl PackWriter {
             entries: Vec::new(),
             raw_bytes: 0,
         }
-    }
-
-    pub fn with_capacity(cap: usize) -> PackWriter {
-        let mut p = PackWriter::new();
-        p.buf.reserve(cap);
-        p
     }
 
     pub fn len(&self) -> usize {
@@ -151,10 +151,10 @@ impl PackWriter {
             e.encode(&mut plain);
         }
         let id = key.file_id(&plain);
-        let before = self.buf.len();
-        cipher.seal_into(&header_aad(&id), &plain, &mut self.buf);
-        let hlen = (self.buf.len() - before) as u32;
-        self.buf.extend_from_slice(&hlen.to_le_bytes());
+        let mut sealed = Vec::with_capacity(plain.len() + SEAL_OVERHEAD);
+        cipher.seal_into(&header_aad(&id), &plain, &mut sealed);
+        self.buf.extend_from_slice(&sealed);
+        self.buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         FinishedPack {
             id,
             data: self.buf,
@@ -166,7 +166,7 @@ impl PackWriter {
 
 pub struct FinishedPack {
     pub id: Id,
-    pub data: Vec<u8>,
+    pub data: AlignedBuf,
     pub entries: Vec<PackEntry>,
     pub raw_bytes: u64,
 }

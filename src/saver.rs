@@ -212,7 +212,10 @@ fn packer(
     error: Arc<Mutex<Option<Error>>>,
 ) {
     let target = repo.config().pack_size as usize;
-    let mut data = PackWriter::with_capacity(target + (1 << 20));
+    // Room for the blob that crosses the target and a header, so a pack never
+    // reallocates (untouched capacity costs no resident memory).
+    let cap = target + repo.config().chunker.max_size as usize + (1 << 20);
+    let mut data = PackWriter::with_capacity(cap);
     let mut tree = PackWriter::new();
     let emit = |w: PackWriter| -> bool {
         let p = w.finish(repo.key(), repo.cipher());
@@ -225,7 +228,7 @@ fn packer(
         };
         w.add(&s);
         if w.len() >= target {
-            let full = std::mem::replace(w, PackWriter::with_capacity(target + (1 << 20)));
+            let full = std::mem::replace(w, PackWriter::with_capacity(cap));
             if !emit(full) {
                 set_error(&error, Error::format("backup pipeline", "upload stage stopped"));
                 return;
