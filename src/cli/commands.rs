@@ -357,6 +357,7 @@ async fn backup(g: &Global, a: BackupArgs) -> CmdResult {
         excludes: a.excludes,
         one_file_system: a.one_file_system,
         force: a.force,
+        count_ahead: progress_mode(g) != Mode::Quiet,
     };
     let res = {
         let _reporter = Reporter::start(progress.clone(), progress_mode(g), "backup");
