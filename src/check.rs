@@ -1010,6 +1010,7 @@ fn verify_pack(
         Err(e) => r.problems.push(format!("header: {}", reason(&e))),
     }
     // Blobs are verified where the index places them: that is where readers look.
+    let mut decoder = blob::Decoder::new();
     for e in entries {
         let (start, end) = (e.offset as usize, e.offset as usize + e.sealed_len as usize);
         let Some(sealed) = data.get(start..end) else {
@@ -1017,7 +1018,7 @@ fn verify_pack(
                 .push((e.id, e.kind, "lies outside the pack (truncated)".into()));
             continue;
         };
-        match blob::decode_verified(key, cipher, e.kind, e.comp, &e.id, e.raw_len, sealed) {
+        match decoder.decode_verified(key, cipher, e.kind, e.comp, &e.id, e.raw_len, sealed) {
             Ok(_) => r.blobs_ok += 1,
             Err(err) => r.damaged.push((e.id, e.kind, reason(&err))),
         }
@@ -1330,10 +1331,62 @@ pub async fn check(repo: &Repository, opts: &CheckOptions, progress: Arc<Progres
         status,
     };
 
-    // 2. Snapshots and their trees; uses of unusable blobs are reported by path.
+    // 2. Snapshots; which packs to read.
     let snapshots = load_snapshots(repo, &mut report).await?;
+    // Data: choose packs (only intact-looking indexed ones) to read and verify.
+    let reading = opts.read != ReadMode::None;
+    let now = Utc::now();
+    let candidates: Vec<(u32, u64)> = (0..ctx.index.packs().len() as u32)
+        .filter(|&s| ctx.status[s as usize] == PackStatus::Ok)
+        .map(|s| (s, ctx.index.pack_size(s)))
+        .collect();
+    let state_path = opts
+        .state_file
+        .clone()
+        .or_else(|| default_state_path(&repo.config().id));
+    let stateful = matches!(opts.read, ReadMode::Oldest { .. });
+    if stateful && state_path.is_none() {
+        return Err(Error::InvalidArgument(
+            "cannot locate the check state file: set XDG_CACHE_HOME or HOME".into(),
+        ));
+    }
+    let mut state = match &state_path {
+        Some(p) if reading => load_state(p, &mut report),
+        _ => State::default(),
+    };
+    // Forget packs that are gone; note when a pack was first seen.
+    let live: HashSet<String> = candidates.iter().map(|(s, _)| ctx.index.pack_id(*s).to_hex()).collect();
+    state.packs.retain(|name, _| live.contains(name));
+    for name in &live {
+        state.packs.entry(name.clone()).or_insert(PackState {
+            first_seen: now,
+            verified: None,
+        });
+    }
+    let selected: Option<Vec<u32>> = match &opts.read {
+        ReadMode::None => None,
+        ReadMode::All => Some(candidates.iter().map(|(s, _)| *s).collect()),
+        ReadMode::Subset(s) => Some(select_subset(&candidates, &ctx.index, *s)),
+        ReadMode::Oldest { amount, period } => {
+            Some(select_oldest(&candidates, &ctx.index, &state, *amount, *period, now))
+        }
+    };
+    if let Some(sel) = &selected {
+        tracing::info!("reading {} of {} packs", sel.len(), candidates.len());
+    }
+
+    // 3. Trees of the snapshots (uses of unusable blobs are reported by path),
+    // and the data.
     let mut walker = Walker::new(&ctx, None);
-    let reported = report_uses(&mut report, &mut walker, &snapshots).await;
+    // The structure walk (one thread, tree by tree) runs beside the data
+    // reads (all cores) instead of before them.
+    let reads = async {
+        match selected {
+            Some(sel) => read_packs(&ctx, sel, &progress).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (reported, results) = tokio::join!(report_uses(&mut report, &mut walker, &snapshots), reads);
     report.trees = walker.memo.len() as u64;
     let not_indexed = walker
         .memo
@@ -1352,48 +1405,9 @@ pub async fn check(repo: &Repository, opts: &CheckOptions, progress: Arc<Progres
         ));
     }
 
-    if opts.read == ReadMode::None {
+    let Some(results) = results? else {
         return Ok(report);
-    }
-
-    // 3. Data: choose packs (only intact-looking indexed ones), read, verify.
-    let now = Utc::now();
-    let candidates: Vec<(u32, u64)> = (0..ctx.index.packs().len() as u32)
-        .filter(|&s| ctx.status[s as usize] == PackStatus::Ok)
-        .map(|s| (s, ctx.index.pack_size(s)))
-        .collect();
-    let state_path = opts
-        .state_file
-        .clone()
-        .or_else(|| default_state_path(&repo.config().id));
-    let stateful = matches!(opts.read, ReadMode::Oldest { .. });
-    if stateful && state_path.is_none() {
-        return Err(Error::InvalidArgument(
-            "cannot locate the check state file: set XDG_CACHE_HOME or HOME".into(),
-        ));
-    }
-    let mut state = match &state_path {
-        Some(p) => load_state(p, &mut report),
-        None => State::default(),
     };
-    // Forget packs that are gone; note when a pack was first seen.
-    let live: HashSet<String> = candidates.iter().map(|(s, _)| ctx.index.pack_id(*s).to_hex()).collect();
-    state.packs.retain(|name, _| live.contains(name));
-    for name in &live {
-        state.packs.entry(name.clone()).or_insert(PackState {
-            first_seen: now,
-            verified: None,
-        });
-    }
-    let selected: Vec<u32> = match &opts.read {
-        ReadMode::None => Vec::new(),
-        ReadMode::All => candidates.iter().map(|(s, _)| *s).collect(),
-        ReadMode::Subset(s) => select_subset(&candidates, &ctx.index, *s),
-        ReadMode::Oldest { amount, period } => select_oldest(&candidates, &ctx.index, &state, *amount, *period, now),
-    };
-    tracing::info!("reading {} of {} packs", selected.len(), candidates.len());
-
-    let results = read_packs(&ctx, selected, &progress).await?;
     let mut bad: HashMap<Id, Arc<Problem>> = HashMap::new();
     let mut damaged_order: Vec<(Id, BlobKind, Id, String)> = Vec::new();
     for r in &results {
