@@ -28,10 +28,10 @@ pub struct InitArgs {
     #[arg(long, default_value_t = 2)]
     pub compression_level: i32,
     /// Argon2id memory cost of the key file in KiB
-    #[arg(long, default_value_t = 65536)]
+    #[arg(long, default_value_t = lifeboat::keyfile::KdfParams::default().memory_kib)]
     pub kdf_memory_kib: u32,
     /// Argon2id iterations of the key file
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = lifeboat::keyfile::KdfParams::default().iterations)]
     pub kdf_iterations: u32,
     /// Lock every object with S3 Object Lock in this mode (the bucket must have Object Lock enabled)
     #[arg(long, value_name = "MODE", value_parser = ["governance", "compliance"], requires = "retention")]
