@@ -13,7 +13,7 @@ use fastcdc::v2020::{self, Normalization};
 
 use crate::config::ChunkerParams;
 
-const READ_SIZE: usize = 4 * 1024 * 1024;
+const READ_SIZE: usize = 1024 * 1024;
 
 /// Precomputed FastCDC state: masks and (seeded) gear tables.
 #[derive(Clone)]

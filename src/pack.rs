@@ -103,7 +103,13 @@ impl PackWriter {
     }
 
     pub fn with_capacity(cap: usize) -> PackWriter {
-        let mut buf = AlignedBuf::with_capacity(cap.max(PACK_HEADER_LEN));
+        PackWriter::with_buffer(AlignedBuf::with_capacity(cap.max(PACK_HEADER_LEN)))
+    }
+
+    /// Starts a pack in `buf`, which must be empty (a reused buffer keeps its
+    /// memory).
+    pub fn with_buffer(mut buf: AlignedBuf) -> PackWriter {
+        buf.clear();
         buf.extend_from_slice(b"LBpk");
         buf.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         buf.extend_from_slice(&0u16.to_le_bytes());
