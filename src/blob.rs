@@ -236,13 +236,30 @@ pub fn decode(
             .map_err(|e| Error::format(format!("blob {}", id.short()), format!("decompression: {e}")))?
         }
     };
+    check_len(id, raw_len, &plain)?;
+    Ok(plain)
+}
+
+/// The decoded length must be the one the index recorded.
+fn check_len(id: &Id, raw_len: u32, plain: &[u8]) -> Result<()> {
     if plain.len() != raw_len as usize {
         return Err(Error::format(
             format!("blob {}", id.short()),
             format!("length {} but index says {raw_len}", plain.len()),
         ));
     }
-    Ok(plain)
+    Ok(())
+}
+
+/// The plaintext must hash (keyed) to the blob's id.
+fn check_id(key: &MasterKey, id: &Id, plain: &[u8]) -> Result<()> {
+    if key.blob_id(plain) != *id {
+        return Err(Error::integrity(format!(
+            "blob {} (content does not hash to its id)",
+            id.short()
+        )));
+    }
+    Ok(())
 }
 
 /// Per-thread blob decoder for bulk reads (restore): keeps its zstd context
@@ -295,18 +312,8 @@ impl Decoder {
                 &self.plain
             }
         };
-        if plain.len() != raw_len as usize {
-            return Err(Error::format(
-                format!("blob {}", id.short()),
-                format!("length {} but index says {raw_len}", plain.len()),
-            ));
-        }
-        if key.blob_id(plain) != *id {
-            return Err(Error::integrity(format!(
-                "blob {} (content does not hash to its id)",
-                id.short()
-            )));
-        }
+        check_len(id, raw_len, plain)?;
+        check_id(key, id, plain)?;
         Ok(plain)
     }
 }
@@ -322,12 +329,7 @@ pub fn decode_verified(
     sealed: &[u8],
 ) -> Result<Vec<u8>> {
     let plain = decode(cipher, kind, comp, id, raw_len, sealed)?;
-    if key.blob_id(&plain) != *id {
-        return Err(Error::integrity(format!(
-            "blob {} (content does not hash to its id)",
-            id.short()
-        )));
-    }
+    check_id(key, id, &plain)?;
     Ok(plain)
 }
 

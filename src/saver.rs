@@ -38,15 +38,16 @@ use crate::{Error, Result};
 const MAX_UPLOADS: usize = 8;
 const PACKS_QUEUED: usize = 1;
 
+/// Write an index file after this many packs, so an interrupted backup's
+/// uploads are reusable by the next run.
+const PACKS_PER_INDEX: usize = 64;
+
 /// A finished pack on its way to storage.
 struct Outgoing {
     id: Id,
     data: Bytes,
     entries: Vec<PackEntry>,
 }
-/// Write an index file after this many packs, so an interrupted backup's
-/// uploads are reusable by the next run.
-const PACKS_PER_INDEX: usize = 64;
 
 #[derive(Debug, Default)]
 pub struct SaverStats {
@@ -143,16 +144,42 @@ impl Saver {
     /// Queues a blob unless it is known. Blocks when the pipeline is full.
     /// Returns whether it was new.
     pub fn save(&self, kind: BlobKind, id: Id, data: Bytes) -> Result<bool> {
-        if self.repo.index().contains(&id) || !self.pending.lock().insert(id) {
+        if !self.admit(kind, id, data.len()) {
             return Ok(false);
+        }
+        self.send(Job { kind, id, data })
+    }
+
+    /// Like [`Saver::save`], copying the bytes only when the blob is new: a
+    /// queued blob then holds its own allocation, not the caller's buffer
+    /// (a chunk sliced from the read buffer would pin all of it).
+    pub fn save_copy(&self, kind: BlobKind, id: Id, data: &[u8]) -> Result<bool> {
+        if !self.admit(kind, id, data.len()) {
+            return Ok(false);
+        }
+        self.send(Job {
+            kind,
+            id,
+            data: Bytes::copy_from_slice(data),
+        })
+    }
+
+    /// Claims a blob for this session unless it is known; counts it.
+    fn admit(&self, kind: BlobKind, id: Id, len: usize) -> bool {
+        if self.repo.index().contains(&id) || !self.pending.lock().insert(id) {
+            return false;
         }
         match kind {
             BlobKind::Data => self.stats.data_blobs.fetch_add(1, Relaxed),
             BlobKind::Tree => self.stats.tree_blobs.fetch_add(1, Relaxed),
         };
-        self.stats.data_added_raw.fetch_add(data.len() as u64, Relaxed);
+        self.stats.data_added_raw.fetch_add(len as u64, Relaxed);
+        true
+    }
+
+    fn send(&self, job: Job) -> Result<bool> {
         let jobs = self.jobs.as_ref().ok_or_else(|| self.failure())?;
-        jobs.send(Job { kind, id, data }).map_err(|_| self.failure())?;
+        jobs.send(job).map_err(|_| self.failure())?;
         Ok(true)
     }
 
