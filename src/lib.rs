@@ -23,6 +23,7 @@ pub mod check;
 pub mod chunker;
 pub mod config;
 pub mod crypto;
+pub mod duration;
 pub mod error;
 pub mod filter;
 pub mod fsmeta;

@@ -116,6 +116,15 @@ impl LocalBackend {
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         if kind == FileKind::Pack {
             fs::create_dir_all(&dir).map_err(|e| Self::io_err(dir.display().to_string(), e))?;
+        } else if dir != self.root && !dir.is_dir() {
+            // A repository copied by a tool that drops empty folders (git,
+            // some sync tools) has no `locks/`: make the kind's folder, but
+            // never the repository root itself.
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Self::io_err(dir.display().to_string(), e)),
+            }
         }
         let tmp = dir.join(format!("{TMP_PREFIX}{}-{}", name, crate::id::Id::random().short()));
         let res = (|| -> io::Result<()> {
@@ -379,6 +388,19 @@ mod tests {
             .filter(|p| p.contains(TMP_PREFIX))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    /// A repository copied without its empty folders (git drops them) still
+    /// takes locks and new files; a missing repository root is not created.
+    #[test]
+    fn missing_kind_folder_is_made_but_never_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.create_sync(FileKind::Lock, "l1", b"lock").unwrap();
+        assert_eq!(fs::read(b.path(FileKind::Lock, "l1")).unwrap(), b"lock");
+        let gone = LocalBackend::new(dir.path().join("no-such-repo"));
+        assert!(gone.create_sync(FileKind::Lock, "l1", b"lock").is_err());
+        assert!(!dir.path().join("no-such-repo").exists());
     }
 
     fn walk(p: &Path) -> Vec<String> {
