@@ -33,10 +33,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lifeboat::backend::local::LocalBackend;
-use lifeboat::blob::{BlobCompression, BlobKind};
-use lifeboat::index::{IndexFile, PackIndex};
-use lifeboat::keyfile::KdfParams;
-use lifeboat::pack::{PackEntry, PACK_HEADER_LEN};
+use lifeboat::repo::blob::{BlobCompression, BlobKind};
+use lifeboat::repo::index::{IndexFile, PackIndex};
+use lifeboat::repo::keyfile::KdfParams;
+use lifeboat::repo::pack::{PackEntry, PACK_HEADER_LEN};
 use lifeboat::repo::{InitOptions, Repository};
 use lifeboat::Id;
 

@@ -8,10 +8,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use lifeboat::blob::{BlobKind, Codec};
-use lifeboat::chunker::{Cdc, ChunkStream, Cutter};
-use lifeboat::config::ChunkerParams;
-use lifeboat::crypto::MasterKey;
+use lifeboat::pipeline::chunker::{Cdc, ChunkStream, Cutter};
+use lifeboat::repo::blob::{BlobKind, Codec};
+use lifeboat::repo::config::ChunkerParams;
+use lifeboat::repo::crypto::MasterKey;
 
 const SIZE: usize = 48 << 20;
 

@@ -186,9 +186,9 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
-/// Seconds as the largest exact unit (`2w`, `36h`, `90s`), for messages.
+/// Seconds in the largest exact unit up to days (`14d`, `36h`, `90s`), for messages.
 pub fn fmt_secs(secs: u64) -> String {
-    for (unit, n) in [("w", 7 * DAY), ("d", DAY), ("h", 3600), ("min", 60)] {
+    for (unit, n) in [("d", DAY), ("h", 3600), ("min", 60)] {
         if secs >= n && secs % n == 0 {
             return format!("{}{unit}", secs / n);
         }
@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn fmt_secs_picks_an_exact_unit() {
-        assert_eq!(fmt_secs(14 * DAY), "2w");
+        assert_eq!(fmt_secs(14 * DAY), "14d");
         assert_eq!(fmt_secs(36 * 3600), "36h");
         assert_eq!(fmt_secs(90), "90s");
         assert_eq!(fmt_secs(120), "2min");

@@ -16,35 +16,21 @@
 //! unreferenced packs that a later prune removes. The full format contract
 //! is `docs/format.md`.
 
-pub mod archiver;
-pub mod backend;
-pub mod blob;
-pub mod check;
-pub mod chunker;
-pub mod config;
-pub mod crypto;
+// Foundation: used by every layer, importing none above it.
 pub mod duration;
 pub mod error;
-pub mod filter;
-pub mod fsmeta;
 pub mod id;
-pub mod index;
 pub mod iobuf;
-pub mod keyfile;
-pub mod lock;
-pub mod objectlock;
-pub mod pack;
 pub mod progress;
-pub mod prune;
-pub mod repair;
-pub mod repo;
-pub mod repofile;
-pub mod restorer;
-pub mod retention;
-pub mod saver;
-pub mod snapshot;
-pub mod tree;
 pub mod util;
+
+// Layers, lowest first; a module imports only from layers below it.
+pub mod backend;
+pub mod ops;
+pub mod pipeline;
+pub mod repo;
+pub mod retention;
+pub mod source;
 
 pub use error::{Error, Result};
 pub use id::Id;

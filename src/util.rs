@@ -14,7 +14,7 @@ pub fn hostname() -> String {
 pub fn username() -> String {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
-    crate::fsmeta::NameCache::default()
+    crate::source::fsmeta::NameCache::default()
         .user(uid)
         .unwrap_or_else(|| uid.to_string())
 }

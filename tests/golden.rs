@@ -215,7 +215,7 @@ fn write_fixture() {
     fs::create_dir_all(src.parent().expect("parent")).expect("mkdir");
     gen_tree(
         src,
-        0x601d_e4,
+        0x0060_1de4,
         &GenOpts {
             big_files: 0,
             big_file_size: 0,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::{Lb, TestDir};
 use lifeboat::backend::{local::LocalBackend, Backend, FileKind};
-use lifeboat::lock::Lock;
+use lifeboat::repo::lease::Lease;
 use lifeboat::repo::Repository;
 
 fn open(repo: &std::path::Path, rt: &tokio::runtime::Runtime) -> Repository {
@@ -27,7 +27,7 @@ fn exclusive_lock_blocks_backup_with_exit_11() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let repo = open(&lb.repo, &rt);
     let lock = rt
-        .block_on(Lock::acquire(repo.backend().clone(), repo.cipher().clone(), true))
+        .block_on(Lease::acquire(repo.backend().clone(), repo.cipher().clone(), true))
         .expect("exclusive lock");
 
     let before = common::snapshot_files(&lb.repo);
@@ -43,7 +43,7 @@ fn exclusive_lock_blocks_backup_with_exit_11() {
     assert_eq!(before, after, "a refused backup must not change the repository");
 
     // A second exclusive lock is refused too, by the library.
-    let second = rt.block_on(Lock::acquire(repo.backend().clone(), repo.cipher().clone(), true));
+    let second = rt.block_on(Lease::acquire(repo.backend().clone(), repo.cipher().clone(), true));
     assert!(matches!(second, Err(lifeboat::Error::Locked(_))));
 
     rt.block_on(lock.release());
@@ -71,9 +71,9 @@ fn lock_of_dead_process_is_stale_and_unlock_removes_it() {
         "username": "ghost", "pid": 999_999_999u32,
     });
     let id = lifeboat::Id::random();
-    let data = lifeboat::repofile::seal(
+    let data = lifeboat::repo::repofile::seal(
         repo.cipher(),
-        lifeboat::repofile::Magic::Lock,
+        lifeboat::repo::repofile::Magic::Lock,
         &id,
         serde_json::to_vec(&info).expect("json").as_slice(),
         0,

@@ -237,7 +237,7 @@ fn refusals_remove_nothing() {
         .block_on(lifeboat::repo::Repository::open(backend, PW.as_bytes()))
         .expect("open repository");
     let lock = rt
-        .block_on(lifeboat::lock::Lock::acquire(
+        .block_on(lifeboat::repo::lease::Lease::acquire(
             repo.backend().clone(),
             repo.cipher().clone(),
             true,

@@ -1,10 +1,10 @@
-//! `lifeboat check`: arguments and output; the checking is `lifeboat::check`.
+//! `lifeboat check`: arguments and output; the checking is `lifeboat::ops::check`.
 
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use lifeboat::check::{self, Amount, CheckOptions, CheckReport, ReadMode, Subset};
+use lifeboat::ops::check::{self, Amount, CheckOptions, CheckReport, ReadMode, Subset};
 use lifeboat::progress::{Mode, Progress, Reporter};
 use lifeboat::util::human_bytes;
 
@@ -103,7 +103,7 @@ async fn audit_locks(
     mut r: CheckReport,
 ) -> Result<CheckReport, lifeboat::Error> {
     let audited = match repo.load_index().await {
-        Ok(()) => lifeboat::objectlock::audit(repo).await,
+        Ok(()) => lifeboat::repo::object_lock::audit(repo).await,
         Err(e) => Err(e),
     };
     // A damaged index is already an error above; the audit then cannot run.

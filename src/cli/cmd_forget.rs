@@ -3,7 +3,7 @@
 //! The policy engine is `lifeboat::retention` (pure, tested there); this
 //! module gathers the policy from flags and an optional JSON file, selects
 //! the snapshots, prints the plan and deletes the snapshot files. Data is
-//! only reclaimed with `--prune`, which runs `lifeboat::prune` under the
+//! only reclaimed with `--prune`, which runs `lifeboat::ops::prune` under the
 //! same exclusive lock.
 
 use std::io::Write;
@@ -13,11 +13,11 @@ use anyhow::{anyhow, Context};
 use chrono::Utc;
 use clap::Args;
 use lifeboat::backend::FileKind;
-use lifeboat::lock::Lock;
-use lifeboat::prune::PruneOptions;
+use lifeboat::ops::prune::PruneOptions;
+use lifeboat::repo::lease::Lease;
+use lifeboat::repo::snapshot::{Snapshot, SnapshotFilter};
 use lifeboat::repo::Repository;
 use lifeboat::retention::{self, CalendarDuration, GroupBy, GroupPlan, Policy, PolicyFile, SnapshotInfo};
-use lifeboat::snapshot::{Snapshot, SnapshotFilter};
 
 use super::commands::{locked, open};
 use super::{Failure, Global, EXIT_OK};
@@ -149,7 +149,7 @@ pub async fn run(g: &Global, a: ForgetArgs) -> Result<i32, Failure> {
 async fn forget(
     g: &Global,
     repo: &mut Repository,
-    lock: Option<&Lock>,
+    lock: Option<&Lease>,
     a: &ForgetArgs,
     policy: &Policy,
     group_by: GroupBy,
@@ -229,7 +229,7 @@ async fn forget(
             max_unused: a.max_unused / 100.0,
             dry_run: false,
         };
-        let s = lifeboat::prune::prune(repo, lock, &opts)
+        let s = lifeboat::ops::prune::prune(repo, lock, &opts)
             .await
             .context("prune after forget (the snapshots above were removed)")?;
         if g.json {

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use lifeboat::lock::Lock;
-use lifeboat::objectlock::{self, MaintenanceSummary};
+use lifeboat::ops::maintain::{self, MaintenanceSummary};
+use lifeboat::repo::lease::Lease;
+use lifeboat::repo::object_lock;
 use lifeboat::repo::Repository;
 
 use super::commands::{locked, open, open_live_backend, CmdResult};
@@ -21,7 +22,7 @@ pub struct MaintenanceArgs {
 
 pub async fn maintenance(g: &Global, a: MaintenanceArgs) -> CmdResult {
     let mut repo = open(g).await?;
-    objectlock::policy_and_store(&repo)?;
+    object_lock::policy_and_store(&repo)?;
     let lock = locked(&repo, true).await?;
     let res = run_upkeep(&mut repo, &lock, !a.no_purge).await;
     lock.release().await;
@@ -36,21 +37,21 @@ pub async fn maintenance(g: &Global, a: MaintenanceArgs) -> CmdResult {
 
 /// After forget/prune on a repository with an Object Lock policy: remove
 /// expired hidden versions, then extend the locks of what is still needed.
-pub async fn upkeep(repo: &mut Repository, lock: &Lock) -> Result<Option<MaintenanceSummary>, lifeboat::Error> {
+pub async fn upkeep(repo: &mut Repository, lock: &Lease) -> Result<Option<MaintenanceSummary>, lifeboat::Error> {
     if repo.config().object_lock.is_none() || repo.backend().versioned().is_none() {
         return Ok(None);
     }
     run_upkeep(repo, lock, true).await.map(Some)
 }
 
-async fn run_upkeep(repo: &mut Repository, lock: &Lock, purge: bool) -> Result<MaintenanceSummary, lifeboat::Error> {
+async fn run_upkeep(repo: &mut Repository, lock: &Lease, purge: bool) -> Result<MaintenanceSummary, lifeboat::Error> {
     let purged = if purge {
-        Some(objectlock::purge_expired(repo, lock).await?)
+        Some(maintain::purge_expired(repo, lock).await?)
     } else {
         None
     };
     repo.load_index().await?;
-    let mut m = objectlock::maintain(repo, lock).await?;
+    let mut m = maintain::maintain(repo, lock).await?;
     if let Some(p) = purged {
         m.purge = p;
     }
@@ -91,7 +92,7 @@ pub async fn repair_as_of(g: &Global, t: chrono::DateTime<chrono::Utc>, dry_run:
     let pw = super::commands::password(g)?;
     let repo = Repository::open(dyn_view, &pw).await?;
     let lock = locked(&repo, true).await?;
-    let res = lifeboat::repair::repair_as_of(&live, &view, &lock, dry_run).await;
+    let res = lifeboat::ops::repair::repair_as_of(&live, &view, &lock, dry_run).await;
     lock.release().await;
     let s = res?;
     if g.json {
@@ -132,7 +133,7 @@ pub async fn warn_if_overdue(repo: &Repository) -> Result<(), Failure> {
         eprintln!(
             "warning: Object Lock maintenance is overdue (it must run at least every {}): \
              run `lifeboat maintenance`, or forget/prune, to keep the locks of reused data ahead",
-            objectlock::fmt_secs(policy.renewal_secs)
+            lifeboat::duration::fmt_secs(policy.renewal_secs)
         );
     }
     Ok(())

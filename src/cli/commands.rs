@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
-use lifeboat::archiver::{self, BackupOptions};
 use lifeboat::backend::{self, FileKind};
-use lifeboat::keyfile::{KdfParams, KeyFile};
-use lifeboat::lock::Lock;
+use lifeboat::ops::restore::{self, RestoreOptions};
 use lifeboat::progress::{Mode, Progress, Reporter};
+use lifeboat::repo::keyfile::{KdfParams, KeyFile};
+use lifeboat::repo::lease::Lease;
+use lifeboat::repo::snapshot::{Snapshot, SnapshotFilter};
+use lifeboat::repo::tree::NodeType;
 use lifeboat::repo::{InitOptions, Repository};
-use lifeboat::restorer::{self, RestoreOptions};
-use lifeboat::snapshot::{Snapshot, SnapshotFilter};
-use lifeboat::tree::NodeType;
+use lifeboat::source::archiver::{self, BackupOptions};
 use lifeboat::util::human_bytes;
 
 use super::password::{self, Sources};
@@ -28,20 +28,20 @@ pub struct InitArgs {
     #[arg(long, default_value_t = 2)]
     pub compression_level: i32,
     /// Argon2id memory cost of the key file in KiB
-    #[arg(long, default_value_t = lifeboat::keyfile::KdfParams::default().memory_kib)]
+    #[arg(long, default_value_t = lifeboat::repo::keyfile::KdfParams::default().memory_kib)]
     pub kdf_memory_kib: u32,
     /// Argon2id iterations of the key file
-    #[arg(long, default_value_t = lifeboat::keyfile::KdfParams::default().iterations)]
+    #[arg(long, default_value_t = lifeboat::repo::keyfile::KdfParams::default().iterations)]
     pub kdf_iterations: u32,
     /// Lock every object with S3 Object Lock in this mode (the bucket must have Object Lock enabled)
     #[arg(long, value_name = "MODE", value_parser = ["governance", "compliance"], requires = "retention")]
     pub object_lock: Option<String>,
     /// How long history stays undeletable, e.g. 30d, 12w, 1y
     #[arg(long, value_name = "DURATION", requires = "object_lock")]
-    pub retention: Option<String>,
+    pub retention: Option<lifeboat::duration::Duration>,
     /// How often `lifeboat maintenance` must run to keep locks ahead (default: 7d, at most the retention)
     #[arg(long, value_name = "DURATION", requires = "object_lock")]
-    pub lock_renewal: Option<String>,
+    pub lock_renewal: Option<lifeboat::duration::Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -254,8 +254,8 @@ pub(super) fn filter(f: &SnapFilter) -> SnapshotFilter {
     }
 }
 
-pub(super) async fn locked(repo: &Repository, exclusive: bool) -> Result<Lock, Failure> {
-    Ok(Lock::acquire(repo.backend().clone(), repo.cipher().clone(), exclusive).await?)
+pub(super) async fn locked(repo: &Repository, exclusive: bool) -> Result<Lease, Failure> {
+    Ok(Lease::acquire(repo.backend().clone(), repo.cipher().clone(), exclusive).await?)
 }
 
 pub async fn run(cli: Cli) -> CmdResult {
@@ -297,17 +297,12 @@ async fn init(g: &Global, a: InitArgs) -> CmdResult {
                 "compliance" => backend::LockMode::Compliance,
                 _ => backend::LockMode::Governance,
             };
-            let r = lifeboat::objectlock::parse_duration(ret).map_err(|e| anyhow!("--retention: {e}"))?;
-            let renew = a
-                .lock_renewal
-                .as_deref()
-                .map(lifeboat::objectlock::parse_duration)
-                .transpose()
-                .map_err(|e| anyhow!("--lock-renewal: {e}"))?;
+            let r = ret.as_secs();
+            let renew = a.lock_renewal.map(|d| d.as_secs());
             if r < 86_400 {
                 eprintln!("warning: a retention under one day protects very little history");
             }
-            Some(lifeboat::objectlock::ObjectLockPolicy::new(mode, r, renew).map_err(|e| anyhow!("{e}"))?)
+            Some(lifeboat::repo::object_lock::ObjectLockPolicy::new(mode, r, renew)?)
         }
         _ => None,
     };
@@ -477,8 +472,8 @@ async fn ls(g: &Global, a: LsArgs) -> CmdResult {
     let mut repo = open(g).await?;
     repo.load_index().await?;
     let (_, snap) = Snapshot::find(&repo, &a.snapshot, &filter(&a.filter)).await?;
-    let none = lifeboat::filter::PathFilter::new(&[])?;
-    let items = restorer::collect(&repo, &snap.tree, &none, &none).await?;
+    let none = lifeboat::source::filter::PathFilter::new(&[])?;
+    let items = restore::collect(&repo, &snap.tree, &none, &none).await?;
     let prefix = a.path.as_ref().map(|p| p.strip_prefix("/").unwrap_or(p).to_path_buf());
     let mut out = std::io::stdout().lock();
     for it in items {
@@ -543,7 +538,7 @@ async fn restore(g: &Global, a: RestoreArgs) -> CmdResult {
     };
     let res = {
         let _reporter = Reporter::start(progress.clone(), progress_mode(g), "restore");
-        restorer::restore(repo.clone(), &snap, &opts, progress.clone()).await
+        restore::restore(repo.clone(), &snap, &opts, progress.clone()).await
     };
     lock.release().await;
     let s = res?;
@@ -583,9 +578,9 @@ async fn dump(g: &Global, a: DumpArgs) -> CmdResult {
     let mut repo = open(g).await?;
     repo.load_index().await?;
     let (_, snap) = Snapshot::find(&repo, &a.snapshot, &filter(&a.filter)).await?;
-    let node = restorer::find_node(&repo, &snap, &a.path).await?;
+    let node = restore::find_node(&repo, &snap, &a.path).await?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
-    restorer::dump(&repo, &node, &mut out).await?;
+    restore::dump(&repo, &node, &mut out).await?;
     out.flush().context("writing to standard output")?;
     Ok(EXIT_OK)
 }
@@ -695,7 +690,7 @@ async fn key(g: &Global, k: KeyCommand) -> CmdResult {
 
 async fn unlock(g: &Global, a: UnlockArgs) -> CmdResult {
     let repo = open(g).await?;
-    let n = lifeboat::lock::unlock(repo.backend(), repo.cipher(), a.remove_all).await?;
+    let n = lifeboat::repo::lease::unlock(repo.backend(), repo.cipher(), a.remove_all).await?;
     if !g.quiet {
         println!("removed {n} lock(s)");
     }
@@ -703,7 +698,7 @@ async fn unlock(g: &Global, a: UnlockArgs) -> CmdResult {
 }
 
 /// One line summarising failed restores: the most common cause and the files it hit.
-fn restore_failure_line(errors: &[restorer::RestoreError]) -> String {
+fn restore_failure_line(errors: &[restore::RestoreError]) -> String {
     let mut by_cause: Vec<(&str, Vec<&str>)> = Vec::new();
     for e in errors {
         match by_cause.iter_mut().find(|(c, _)| *c == e.error) {
@@ -739,10 +734,10 @@ async fn prune(g: &Global, a: PruneArgs) -> CmdResult {
     let lock = locked(&repo, true).await?;
     let res = async {
         repo.load_index().await?;
-        let s = lifeboat::prune::prune(
+        let s = lifeboat::ops::prune::prune(
             &repo,
             &lock,
-            &lifeboat::prune::PruneOptions {
+            &lifeboat::ops::prune::PruneOptions {
                 max_unused: a.max_unused / 100.0,
                 dry_run: a.dry_run,
             },
@@ -789,7 +784,7 @@ async fn repair(g: &Global, a: RepairArgs) -> CmdResult {
     let res: Result<serde_json::Value, lifeboat::Error> = async {
         match r {
             RepairCommand::Index { read_all_packs } => {
-                let s = lifeboat::repair::repair_index(&repo, &lock, read_all_packs).await?;
+                let s = lifeboat::ops::repair::repair_index(&repo, &lock, read_all_packs).await?;
                 if !g.json && !g.quiet {
                     println!(
                         "index rebuilt: {} packs ({} headers read), {} blobs, {} index files replaced",
@@ -804,7 +799,7 @@ async fn repair(g: &Global, a: RepairArgs) -> CmdResult {
             RepairCommand::Snapshots { forget } => {
                 repo.load_index().await?;
                 let repo = Arc::new(repo);
-                let s = lifeboat::repair::repair_snapshots(repo.clone(), &lock, forget).await?;
+                let s = lifeboat::ops::repair::repair_snapshots(repo.clone(), &lock, forget).await?;
                 if !g.json && !g.quiet {
                     println!(
                         "{} snapshots checked, {} repaired",
@@ -834,7 +829,7 @@ async fn repair(g: &Global, a: RepairArgs) -> CmdResult {
 }
 
 /// One line describing a prune, for humans (prune and forget --prune).
-pub(super) fn prune_summary_line(s: &lifeboat::prune::PruneSummary) -> String {
+pub(super) fn prune_summary_line(s: &lifeboat::ops::prune::PruneSummary) -> String {
     format!(
         "{}{} snapshots, {} packs: {} deleted, {} repacked ({} moved), {} unreferenced deleted; {} freed",
         if s.dry_run { "dry run: " } else { "" },

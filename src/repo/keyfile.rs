@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::crypto::{Cipher, MasterKey, MASTER_LEN};
+use crate::repo::crypto::{Cipher, MasterKey, MASTER_LEN};
 use crate::{Error, Result};
 
 const KEY_AAD: &[u8] = b"lifeboat key v1";
@@ -153,7 +153,7 @@ impl KeyFile {
             return Err(damaged("salt length out of bounds".into()));
         }
         let data = b64().decode(&self.data).map_err(|e| damaged(format!("data: {e}")))?;
-        if data.len() != MASTER_LEN + crate::crypto::SEAL_OVERHEAD {
+        if data.len() != MASTER_LEN + crate::repo::crypto::SEAL_OVERHEAD {
             return Err(damaged("sealed key has the wrong length".into()));
         }
         let wrap = self.kdf.derive(password, &salt).map_err(damaged)?;

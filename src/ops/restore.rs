@@ -18,16 +18,16 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::backend::FileKind;
-use crate::blob;
 use crate::error::ResultExt;
-use crate::filter::PathFilter;
-use crate::fsmeta;
 use crate::id::Id;
-use crate::index::IndexEntry;
 use crate::progress::Progress;
+use crate::repo::blob;
+use crate::repo::index::IndexEntry;
+use crate::repo::snapshot::Snapshot;
+use crate::repo::tree::{Extent, Node, NodeType};
 use crate::repo::Repository;
-use crate::snapshot::Snapshot;
-use crate::tree::{Extent, Node, NodeType};
+use crate::source::filter::PathFilter;
+use crate::source::fsmeta;
 use crate::{Error, Result};
 
 /// Read neighbouring blobs of a pack in one request when the gap is below this.

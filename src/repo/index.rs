@@ -12,9 +12,9 @@
 
 use std::collections::HashMap;
 
-use crate::blob::{BlobCompression, BlobKind};
 use crate::id::Id;
-use crate::pack::{PackEntry, ENTRY_LEN};
+use crate::repo::blob::{BlobCompression, BlobKind};
+use crate::repo::pack::{PackEntry, ENTRY_LEN};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexEntry {
@@ -140,7 +140,7 @@ impl Index {
 
     pub fn add_pack(&mut self, pack: &PackIndex) {
         let slot = self.pack_slot(pack.id);
-        self.pack_sizes[slot as usize] = crate::pack::expected_size(&pack.entries);
+        self.pack_sizes[slot as usize] = crate::repo::pack::expected_size(&pack.entries);
         self.entries.reserve(pack.entries.len());
         for e in &pack.entries {
             self.entries.push(IndexEntry {

@@ -14,16 +14,16 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::blob::BlobKind;
-use crate::chunker::{Cdc, ChunkStream, Cutter};
-use crate::filter::PathFilter;
-use crate::fsmeta::{self, NameCache};
 use crate::id::Id;
+use crate::pipeline::chunker::{Cdc, ChunkStream, Cutter};
+use crate::pipeline::saver::Saver;
 use crate::progress::Progress;
+use crate::repo::blob::BlobKind;
+use crate::repo::snapshot::{Snapshot, SnapshotKind, SnapshotSummary};
+use crate::repo::tree::{Bytes64, Extent, Node, NodeType, Tree};
 use crate::repo::Repository;
-use crate::saver::Saver;
-use crate::snapshot::{Snapshot, SnapshotKind, SnapshotSummary};
-use crate::tree::{Bytes64, Extent, Node, NodeType, Tree};
+use crate::source::filter::PathFilter;
+use crate::source::fsmeta::{self, NameCache};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Default)]
@@ -168,7 +168,7 @@ impl TreePrefetch {
     }
 }
 
-struct Walker<'a> {
+struct FsWalker<'a> {
     repo: &'a Repository,
     prefetch: TreePrefetch,
     saver: &'a Saver,
@@ -194,7 +194,7 @@ impl From<io::Error> for ReadFail {
     }
 }
 
-impl<'a> Walker<'a> {
+impl<'a> FsWalker<'a> {
     fn report(&mut self, path: &Path, e: impl std::fmt::Display) {
         let path = path.display().to_string();
         tracing::warn!("{path}: {e}");
@@ -502,7 +502,7 @@ pub async fn backup(
     repo: Arc<Repository>,
     opts: &BackupOptions,
     progress: Arc<Progress>,
-    lock: Option<&crate::lock::Lock>,
+    lock: Option<&crate::repo::lease::Lease>,
 ) -> Result<BackupResult> {
     let start = Utc::now();
     if opts.paths.is_empty() {
@@ -549,7 +549,7 @@ pub async fn backup(
         let paths = paths.clone();
         tokio::task::spawn_blocking(move || {
             let sel = build_selection(&paths);
-            let mut w = Walker {
+            let mut w = FsWalker {
                 repo: &repo,
                 prefetch: TreePrefetch {
                     repo: repo.clone(),

@@ -1,6 +1,6 @@
 //! The repository config: format version, repository id and the parameters
 //! every client must use (chunker, compression, pack size). Sealed in a
-//! [`crate::repofile`] envelope under the fixed name `config`; written once
+//! [`crate::repo::repofile`] envelope under the fixed name `config`; written once
 //! at `init` and never modified.
 
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,7 @@ pub struct Config {
     pub pack_size: u32,
     /// Object Lock retention (S3 repositories created with `--object-lock`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub object_lock: Option<crate::objectlock::ObjectLockPolicy>,
+    pub object_lock: Option<crate::repo::object_lock::ObjectLockPolicy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,7 +133,7 @@ impl Config {
             return Err(format!("volume chunk size {} invalid", self.volume_chunk_size));
         }
         if let Some(p) = &self.object_lock {
-            p.validate()?;
+            p.validate().map_err(|e| e.to_string())?;
         }
         Ok(())
     }

@@ -78,16 +78,16 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, FileKind};
-use crate::blob::{self, BlobKind};
-use crate::crypto::{Cipher, MasterKey};
 use crate::id::Id;
-use crate::index::{Index, IndexEntry, IndexFile};
-use crate::pack::{self, PackEntry};
 use crate::progress::Progress;
+use crate::repo::blob::{self, BlobKind};
+use crate::repo::crypto::{Cipher, MasterKey};
 use crate::repo::decode_index_file;
+use crate::repo::index::{Index, IndexEntry, IndexFile};
+use crate::repo::pack::{self, PackEntry};
+use crate::repo::snapshot::Snapshot;
+use crate::repo::tree::{Extent, NodeType, Tree};
 use crate::repo::Repository;
-use crate::snapshot::Snapshot;
-use crate::tree::{Extent, NodeType, Tree};
 use crate::{Error, Result};
 
 /// Uses (snapshot, path) listed per damaged or missing blob; the rest are counted.
@@ -525,7 +525,7 @@ impl Ctx {
 /// Walks trees once each, remembering per tree the problems found below it
 /// with paths relative to it, so every snapshot sharing a subtree gets its
 /// problems without reading it again.
-struct Walker<'a> {
+struct SnapshotWalker<'a> {
     ctx: &'a Ctx,
     /// `None`: structure check (look everything up). `Some`: only report
     /// uses of these blobs; trees that fail to read were reported before.
@@ -534,9 +534,9 @@ struct Walker<'a> {
     empty: Arc<Vec<Hit>>,
 }
 
-impl<'a> Walker<'a> {
-    fn new(ctx: &'a Ctx, bad: Option<&'a HashMap<Id, Arc<Problem>>>) -> Walker<'a> {
-        Walker {
+impl<'a> SnapshotWalker<'a> {
+    fn new(ctx: &'a Ctx, bad: Option<&'a HashMap<Id, Arc<Problem>>>) -> SnapshotWalker<'a> {
+        SnapshotWalker {
             ctx,
             bad,
             memo: HashMap::new(),
@@ -625,7 +625,11 @@ impl<'a> Walker<'a> {
 /// Turns the problems under each snapshot's root into findings, at most
 /// [`AFFECTED_CAP`] per blob (newest snapshots first), then one count per
 /// blob for the rest. Returns the blobs that had at least one use.
-async fn report_uses(report: &mut CheckReport, walker: &mut Walker<'_>, snapshots: &[(Id, Snapshot)]) -> HashSet<Id> {
+async fn report_uses(
+    report: &mut CheckReport,
+    walker: &mut SnapshotWalker<'_>,
+    snapshots: &[(Id, Snapshot)],
+) -> HashSet<Id> {
     let mut uses: HashMap<Id, (usize, HashSet<Id>)> = HashMap::new();
     let mut order: Vec<(Id, BlobKind)> = Vec::new();
     for (sid, snap) in snapshots.iter().rev() {
@@ -1377,7 +1381,7 @@ pub async fn check(repo: &Repository, opts: &CheckOptions, progress: Arc<Progres
 
     // 3. Trees of the snapshots (uses of unusable blobs are reported by path),
     // and the data.
-    let mut walker = Walker::new(&ctx, None);
+    let mut walker = SnapshotWalker::new(&ctx, None);
     // The structure walk (one thread, tree by tree) runs beside the data
     // reads (all cores) instead of before them.
     let reads = async {
@@ -1455,7 +1459,7 @@ pub async fn check(repo: &Repository, opts: &CheckOptions, progress: Arc<Progres
     let used = if bad.is_empty() {
         HashSet::new()
     } else {
-        let mut walker = Walker::new(&ctx, Some(&bad));
+        let mut walker = SnapshotWalker::new(&ctx, Some(&bad));
         report_uses(&mut uses, &mut walker, &snapshots).await
     };
     for (blob, kind, pid, why) in damaged_order {
@@ -1542,7 +1546,7 @@ mod tests {
             let mut id = [0u8; 32];
             id[0] = i as u8;
             id[31] = 7;
-            idx.add_pack(&crate::index::PackIndex {
+            idx.add_pack(&crate::repo::index::PackIndex {
                 id: Id(id),
                 entries: Vec::new(),
             });

@@ -11,7 +11,7 @@ use std::io::{self, Read};
 use bytes::{Bytes, BytesMut};
 use fastcdc::v2020::{self, Normalization};
 
-use crate::config::ChunkerParams;
+use crate::repo::config::ChunkerParams;
 
 const READ_SIZE: usize = 1024 * 1024;
 

@@ -8,9 +8,9 @@
 //! [`encode`] opens what it sealed and compares it with the input before it
 //! returns: a faulty compressor or cipher never stores bad data.
 
-use crate::crypto::{Cipher, MasterKey};
 use crate::id::Id;
-use crate::repofile::FORMAT_VERSION;
+use crate::repo::crypto::{Cipher, MasterKey};
+use crate::repo::repofile::FORMAT_VERSION;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -368,9 +368,9 @@ mod tests {
         let id = k.blob_id(&data);
         let s = encode(&k.cipher(), 3, BlobKind::Data, id, &data).unwrap();
         if s.comp == BlobCompression::None {
-            assert_eq!(s.sealed.len(), data.len() + crate::crypto::SEAL_OVERHEAD);
+            assert_eq!(s.sealed.len(), data.len() + crate::repo::crypto::SEAL_OVERHEAD);
         } else {
-            assert!(s.sealed.len() < data.len() + crate::crypto::SEAL_OVERHEAD);
+            assert!(s.sealed.len() < data.len() + crate::repo::crypto::SEAL_OVERHEAD);
         }
         let zeros = vec![0u8; 100_000];
         let s = encode(&k.cipher(), 3, BlobKind::Data, k.blob_id(&zeros), &zeros).unwrap();

@@ -79,7 +79,7 @@ use chrono::{DateTime, Datelike, Months, TimeDelta, Timelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::id::Id;
-use crate::snapshot::Snapshot;
+use crate::repo::snapshot::Snapshot;
 
 /// `keep_*` count meaning "every bucket" (`unlimited` on the command line).
 pub const UNLIMITED: u32 = u32::MAX;

@@ -13,11 +13,11 @@
 //! sealed with associated data `b"LBph" || version u16 || 0u16 || id`, so a
 //! header only opens under its own name.
 
-use crate::blob::{BlobCompression, BlobKind, SealedBlob};
-use crate::crypto::{Cipher, MasterKey, SEAL_OVERHEAD};
 use crate::id::Id;
 use crate::iobuf::AlignedBuf;
-use crate::repofile::FORMAT_VERSION;
+use crate::repo::blob::{BlobCompression, BlobKind, SealedBlob};
+use crate::repo::crypto::{Cipher, MasterKey, SEAL_OVERHEAD};
+use crate::repo::repofile::FORMAT_VERSION;
 use crate::{Error, Result};
 
 pub const PACK_HEADER_LEN: usize = 8;
@@ -257,7 +257,7 @@ pub fn parse(key: &MasterKey, cipher: &Cipher, id: &Id, data: &[u8]) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blob;
+    use crate::repo::blob;
     use proptest::prelude::*;
 
     proptest! {

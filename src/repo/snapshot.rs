@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::FileKind;
 use crate::id::Id;
+use crate::repo::repofile::Magic;
 use crate::repo::Repository;
-use crate::repofile::Magic;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

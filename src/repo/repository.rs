@@ -6,15 +6,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::backend::{Backend, BackendError, FileKind};
-use crate::blob::{self, BlobKind};
-use crate::config::{Config, REPO_VERSION};
-use crate::crypto::{Cipher, MasterKey};
 use crate::error::ResultExt;
 use crate::id::Id;
-use crate::index::{Index, IndexEntry, IndexFile};
-use crate::keyfile::{KdfParams, KeyFile};
-use crate::pack::{self, PackEntry};
-use crate::repofile::{self, Magic};
+use crate::repo::blob::{self, BlobKind};
+use crate::repo::config::{Config, REPO_VERSION};
+use crate::repo::crypto::{Cipher, MasterKey};
+use crate::repo::index::{Index, IndexEntry, IndexFile};
+use crate::repo::keyfile::{KdfParams, KeyFile};
+use crate::repo::pack::{self, PackEntry};
+use crate::repo::repofile::{self, Magic};
 use crate::{Error, Result};
 
 pub struct Repository {
@@ -39,7 +39,7 @@ pub struct InitOptions {
     pub kdf: KdfParams,
     pub compression_level: Option<i32>,
     /// Lock every object of the repository (S3 with Object Lock only).
-    pub object_lock: Option<crate::objectlock::ObjectLockPolicy>,
+    pub object_lock: Option<crate::repo::object_lock::ObjectLockPolicy>,
 }
 
 impl Repository {
@@ -58,7 +58,7 @@ impl Repository {
         config.object_lock = opts.object_lock;
         config.validate().map_err(Error::InvalidArgument)?;
         if let Some(policy) = &opts.object_lock {
-            crate::objectlock::check_bucket(backend.as_ref()).await?;
+            crate::repo::object_lock::check_bucket(backend.as_ref()).await?;
             apply_lock_policy(backend.as_ref(), policy);
         }
         let kf = KeyFile::create(&key, password, opts.kdf)?;
@@ -212,11 +212,11 @@ impl Repository {
     pub async fn save_index_replacing(
         &self,
         supersedes: Vec<Id>,
-        packs: Vec<crate::index::PackIndex>,
+        packs: Vec<crate::repo::index::PackIndex>,
     ) -> Result<Vec<Id>> {
         const MAX_ENTRIES: usize = 100_000;
         const MAX_PACKS: usize = 256;
-        let mut groups: Vec<Vec<crate::index::PackIndex>> = vec![Vec::new()];
+        let mut groups: Vec<Vec<crate::repo::index::PackIndex>> = vec![Vec::new()];
         let mut entries = 0usize;
         for p in packs {
             let last = groups.last_mut().expect("never empty");
@@ -276,13 +276,13 @@ impl Repository {
             .with_context(|| format!("pack {}", self.index.pack_id(e.pack).short()))
     }
 
-    pub async fn read_tree(&self, id: &Id) -> Result<crate::tree::Tree> {
+    pub async fn read_tree(&self, id: &Id) -> Result<crate::repo::tree::Tree> {
         let e = self.lookup(id)?;
         if e.kind != BlobKind::Tree {
             return Err(Error::format(format!("tree {}", id.short()), "blob is not a tree"));
         }
         let b = self.read_blob(id).await?;
-        crate::tree::Tree::decode(&b).map_err(|r| Error::format(format!("tree {}", id.short()), r))
+        crate::repo::tree::Tree::decode(&b).map_err(|r| Error::format(format!("tree {}", id.short()), r))
     }
 
     /// Reads a pack's header from storage (used by repair and check).
@@ -316,7 +316,7 @@ impl Repository {
 
 /// Opens and decodes one index file, checking its content against its id.
 /// From now on every object this client writes (but lock files) is locked.
-fn apply_lock_policy(backend: &dyn Backend, policy: &crate::objectlock::ObjectLockPolicy) {
+fn apply_lock_policy(backend: &dyn Backend, policy: &crate::repo::object_lock::ObjectLockPolicy) {
     match backend.versioned() {
         Some(v) => v.set_write_retention(Some((policy.mode, policy.write_duration()))),
         None => tracing::warn!(

@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, FileKind};
-use crate::crypto::Cipher;
 use crate::id::Id;
-use crate::repofile::{self, Magic};
+use crate::repo::crypto::Cipher;
+use crate::repo::repofile::{self, Magic};
 use crate::{Error, Result};
 
 pub const REFRESH: Duration = Duration::from_secs(5 * 60);
@@ -79,15 +79,15 @@ impl LockInfo {
     }
 }
 
-pub struct Lock {
+pub struct Lease {
     backend: Arc<dyn Backend>,
     name: Arc<parking_lot::Mutex<String>>,
-    lease: Arc<parking_lot::Mutex<Lease>>,
+    lease: Arc<parking_lot::Mutex<LeaseState>>,
     refresher: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// When the lock file was last (re)written, and whether the lease lapsed.
-struct Lease {
+struct LeaseState {
     refreshed: (std::time::Instant, std::time::SystemTime),
     lost: bool,
 }
@@ -100,9 +100,9 @@ async fn write_lock(backend: &Arc<dyn Backend>, cipher: &Cipher, info: &LockInfo
     Ok(id.to_hex())
 }
 
-impl Lock {
+impl Lease {
     /// Takes a lock, failing with [`Error::Locked`] if a conflicting live lock exists.
-    pub async fn acquire(backend: Arc<dyn Backend>, cipher: Cipher, exclusive: bool) -> Result<Lock> {
+    pub async fn acquire(backend: Arc<dyn Backend>, cipher: Cipher, exclusive: bool) -> Result<Lease> {
         let info = LockInfo {
             time: Utc::now(),
             exclusive,
@@ -117,7 +117,7 @@ impl Lock {
             return Err(e);
         }
         let name = Arc::new(parking_lot::Mutex::new(name));
-        let lease = Arc::new(parking_lot::Mutex::new(Lease {
+        let lease = Arc::new(parking_lot::Mutex::new(LeaseState {
             refreshed: (std::time::Instant::now(), std::time::SystemTime::now()),
             lost: false,
         }));
@@ -150,7 +150,7 @@ impl Lock {
                 }
             })
         };
-        Ok(Lock {
+        Ok(Lease {
             backend,
             name,
             lease,
@@ -228,7 +228,7 @@ impl Lock {
     }
 }
 
-impl Drop for Lock {
+impl Drop for Lease {
     /// An operation that was aborted (error, Ctrl-C) still removes its lock.
     /// Runs on its own thread and runtime, so it works from any context.
     fn drop(&mut self) {

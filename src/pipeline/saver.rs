@@ -22,12 +22,12 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 
 use crate::backend::{BackendError, FileInfo, FileKind};
-use crate::blob::{self, BlobKind, SealedBlob};
 use crate::error::ResultExt;
 use crate::id::Id;
-use crate::index::{IndexFile, PackIndex};
 use crate::iobuf::{BufPool, Pooled};
-use crate::pack::{PackEntry, PackWriter};
+use crate::repo::blob::{self, BlobKind, SealedBlob};
+use crate::repo::index::{IndexFile, PackIndex};
+use crate::repo::pack::{PackEntry, PackWriter};
 use crate::repo::Repository;
 use crate::{Error, Result};
 
@@ -219,7 +219,7 @@ impl Drop for Saver {
 fn seal_worker(
     rx: Receiver<Job>,
     tx: Sender<SealedBlob>,
-    cipher: crate::crypto::Cipher,
+    cipher: crate::repo::crypto::Cipher,
     level: i32,
     error: Arc<Mutex<Option<Error>>>,
 ) {

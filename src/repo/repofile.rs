@@ -12,8 +12,8 @@
 //! before anything is decrypted, so a newer repository is refused with a clear
 //! message rather than a failed MAC.
 
-use crate::crypto::{Cipher, SEAL_OVERHEAD};
 use crate::id::Id;
+use crate::repo::crypto::{Cipher, SEAL_OVERHEAD};
 use crate::{Error, Result};
 
 pub const FORMAT_VERSION: u16 = 1;
@@ -129,7 +129,7 @@ pub fn decompress_bounded(data: &[u8], limit: usize) -> std::result::Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::MasterKey;
+    use crate::repo::crypto::MasterKey;
     use proptest::prelude::*;
 
     proptest! {

@@ -5,14 +5,14 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::backend::FileKind;
-use crate::blob::BlobKind;
 use crate::id::Id;
-use crate::index::PackIndex;
-use crate::lock::Lock;
+use crate::pipeline::saver::Saver;
+use crate::repo::blob::BlobKind;
+use crate::repo::index::PackIndex;
+use crate::repo::lease::Lease;
+use crate::repo::snapshot::Snapshot;
+use crate::repo::tree::{Node, NodeType, Tree};
 use crate::repo::Repository;
-use crate::saver::Saver;
-use crate::snapshot::Snapshot;
-use crate::tree::{Node, NodeType, Tree};
 use crate::{Error, Result};
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -27,7 +27,7 @@ pub struct RepairIndexSummary {
 /// Rebuilds the index: packs already indexed with the right size keep their
 /// entries (unless `read_all`), every other pack's header is read. Unreadable
 /// packs are reported and left alone.
-pub async fn repair_index(repo: &Repository, lock: &Lock, read_all: bool) -> Result<RepairIndexSummary> {
+pub async fn repair_index(repo: &Repository, lock: &Lease, read_all: bool) -> Result<RepairIndexSummary> {
     let backend = repo.backend();
     let mut summary = RepairIndexSummary::default();
     // Lenient load of the old index: skip files that do not open.
@@ -53,7 +53,7 @@ pub async fn repair_index(repo: &Repository, lock: &Lock, read_all: bool) -> Res
         summary.packs += 1;
         if !read_all {
             if let Some(p) = known.get(&pid) {
-                if crate::pack::expected_size(&p.entries) == f.size {
+                if crate::repo::pack::expected_size(&p.entries) == f.size {
                     packs.push(p.clone());
                     continue;
                 }
@@ -166,7 +166,7 @@ impl Salvage<'_> {
 /// missing data; with `forget`, removes the damaged originals afterwards.
 pub async fn repair_snapshots(
     repo: std::sync::Arc<Repository>,
-    lock: &Lock,
+    lock: &Lease,
     forget: bool,
 ) -> Result<RepairSnapshotsSummary> {
     let snaps = Snapshot::load_all(&repo).await?;
@@ -242,7 +242,7 @@ pub struct RepairAsOfSummary {
 pub async fn repair_as_of(
     live: &std::sync::Arc<dyn crate::backend::Backend>,
     view: &crate::backend::asof::AsOfBackend,
-    lock: &Lock,
+    lock: &Lease,
     dry_run: bool,
 ) -> Result<RepairAsOfSummary> {
     use crate::backend::asof::visible_at;

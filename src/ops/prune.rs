@@ -21,14 +21,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::backend::FileKind;
-use crate::blob::BlobKind;
 use crate::id::Id;
-use crate::index::PackIndex;
-use crate::lock::Lock;
-use crate::pack::{PackEntry, PackWriter};
+use crate::repo::blob::BlobKind;
+use crate::repo::index::PackIndex;
+use crate::repo::lease::Lease;
+use crate::repo::pack::{PackEntry, PackWriter};
+use crate::repo::snapshot::Snapshot;
+use crate::repo::tree::NodeType;
 use crate::repo::Repository;
-use crate::snapshot::Snapshot;
-use crate::tree::NodeType;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -118,7 +118,7 @@ async fn mark(repo: &Repository, snapshots: &[(Id, Snapshot)]) -> Result<Vec<boo
 }
 
 /// Runs prune. The index must be loaded; `lock` must be an exclusive lock.
-pub async fn prune(repo: &Repository, lock: &Lock, opts: &PruneOptions) -> Result<PruneSummary> {
+pub async fn prune(repo: &Repository, lock: &Lease, opts: &PruneOptions) -> Result<PruneSummary> {
     let backend = repo.backend().clone();
     let index = repo.index();
     let mut summary = PruneSummary {
@@ -269,10 +269,11 @@ pub async fn prune(repo: &Repository, lock: &Lock, opts: &PruneOptions) -> Resul
         let pid = index.pack_id(slot);
         let name = pid.to_hex();
         let data = backend.read(FileKind::Pack, &name).await?;
-        let pack_entries = crate::pack::parse(repo.key(), repo.cipher(), &pid, &data).map_err(|e| Error::Context {
-            context: format!("repacking pack {}", pid.short()),
-            source: Box::new(e),
-        })?;
+        let pack_entries =
+            crate::repo::pack::parse(repo.key(), repo.cipher(), &pid, &data).map_err(|e| Error::Context {
+                context: format!("repacking pack {}", pid.short()),
+                source: Box::new(e),
+            })?;
         for e in pack_entries {
             let Some(pos) = index.position(&e.id) else { continue };
             if !used[pos] || !placed.insert(e.id) {
@@ -280,14 +281,13 @@ pub async fn prune(repo: &Repository, lock: &Lock, opts: &PruneOptions) -> Resul
             }
             let sealed = &data[e.offset as usize..(e.offset + e.sealed_len) as usize];
             // Verify before copying: never propagate a damaged blob silently.
-            crate::blob::decode_verified(repo.key(), repo.cipher(), e.kind, e.comp, &e.id, e.raw_len, sealed).map_err(
-                |err| Error::Context {
+            crate::repo::blob::decode_verified(repo.key(), repo.cipher(), e.kind, e.comp, &e.id, e.raw_len, sealed)
+                .map_err(|err| Error::Context {
                     context: format!("repacking pack {}", pid.short()),
                     source: Box::new(err),
-                },
-            )?;
+                })?;
             let w = &mut writers[(e.kind == BlobKind::Tree) as usize];
-            w.add(&crate::blob::SealedBlob {
+            w.add(&crate::repo::blob::SealedBlob {
                 id: e.id,
                 kind: e.kind,
                 comp: e.comp,
@@ -368,7 +368,7 @@ async fn remove_pack(repo: &Repository, name: &str) -> Result<()> {
     }
 }
 
-async fn upload(repo: &Repository, lock: &Lock, w: PackWriter) -> Result<PackIndex> {
+async fn upload(repo: &Repository, lock: &Lease, w: PackWriter) -> Result<PackIndex> {
     lock.ensure_valid().await?;
     let p = w.finish(repo.key(), repo.cipher());
     match repo
@@ -386,6 +386,6 @@ async fn upload(repo: &Repository, lock: &Lock, w: PackWriter) -> Result<PackInd
 }
 
 /// Convenience for callers holding an `Arc`.
-pub async fn prune_arc(repo: Arc<Repository>, lock: &Lock, opts: &PruneOptions) -> Result<PruneSummary> {
+pub async fn prune_arc(repo: Arc<Repository>, lock: &Lease, opts: &PruneOptions) -> Result<PruneSummary> {
     prune(&repo, lock, opts).await
 }

@@ -1,0 +1,187 @@
+//! Object Lock upkeep: the jobs that keep the locks of every needed object
+//! ahead of the retention policy (`maintain`) and reclaim object versions
+//! whose locks have expired (`purge_expired`); the policy itself and the
+//! guarantee it gives are `repo::object_lock`.
+//!
+//! Deleting is split in two so that no delete ever fights a lock: forget and
+//! prune only add delete markers (never refused), and `purge_expired`
+//! permanently removes a hidden version only after its own retain-until date
+//! has passed on the server's clock; the others wait for a later run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::backend::{BackendError, FileKind, ObjectVersion};
+use crate::repo::lease::Lease;
+use crate::repo::object_lock::{needed_objects, policy_and_store};
+use crate::repo::Repository;
+use crate::{Error, Result};
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct MaintenanceSummary {
+    /// Objects whose lock was looked at.
+    pub objects: usize,
+    pub extended: usize,
+    /// Objects that had no lock at all (written before the policy, or by another tool).
+    pub were_unlocked: usize,
+    /// Every needed object is now locked until at least this date.
+    pub locked_until_at_least: Option<DateTime<Utc>>,
+    /// Server clock minus local clock, in seconds.
+    pub clock_skew_secs: Option<i64>,
+    pub purge: PurgeSummary,
+    pub lock_refusals: u64,
+}
+
+/// Extends the locks of every object the repository needs (config, keys,
+/// index files, snapshots, indexed packs) that would end before now + R + G.
+/// The repository's index must be loaded.
+pub async fn maintain(repo: &Repository, lock: &Lease) -> Result<MaintenanceSummary> {
+    let (policy, store) = policy_and_store(repo)?;
+    let backend = repo.backend();
+    let targets = needed_objects(repo).await?;
+    let now = store.server_now();
+    let threshold = now + policy.retention() + policy.renewal();
+    let new_until = now + policy.write_duration();
+    let mut summary = MaintenanceSummary {
+        objects: targets.len(),
+        clock_skew_secs: store.clock_skew().map(|d| d.num_seconds()),
+        ..MaintenanceSummary::default()
+    };
+    lock.ensure_valid().await?;
+
+    let sem = Arc::new(tokio::sync::Semaphore::new(backend.concurrency().max(4) * 2));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (kind, name) in targets {
+        let backend = backend.clone();
+        let sem = sem.clone();
+        tasks.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let store = backend
+                .versioned()
+                .ok_or_else(|| Error::format("object lock", "backend lost versioning"))?;
+            let current = match store.retention(kind, &name).await {
+                Ok(r) => r,
+                // Removed since listing (a concurrent prune): nothing to protect.
+                Err(e) if e.is_not_found() => return Ok((false, false)),
+                Err(e) => return Err(Error::from(e)),
+            };
+            if current.is_some_and(|r| r.until >= threshold) {
+                return Ok((false, false));
+            }
+            match store.extend_retention(kind, &name, policy.mode, new_until).await {
+                Ok(()) => Ok((true, current.is_none())),
+                Err(e) if e.is_not_found() => Ok((false, false)),
+                Err(e) => Err(Error::Context {
+                    context: format!("extending the lock of {kind} {name}"),
+                    source: Box::new(e.into()),
+                }),
+            }
+        });
+    }
+    let mut first_err = None;
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Ok((ext, unlocked))) => {
+                summary.extended += ext as usize;
+                summary.were_unlocked += unlocked as usize;
+            }
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => {
+                first_err.get_or_insert(Error::format("maintenance task", e.to_string()));
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    summary.locked_until_at_least = Some(threshold);
+    summary.lock_refusals = store.lock_refusals();
+    Ok(summary)
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PurgeSummary {
+    /// Hidden versions permanently removed (their locks had expired).
+    pub versions_removed: usize,
+    pub bytes_freed: u64,
+    /// Hidden versions still locked: a later run removes them.
+    pub versions_waiting: usize,
+    pub delete_markers_removed: usize,
+}
+
+/// Permanently removes hidden versions (overwritten or behind a delete marker)
+/// whose own retention has expired, and delete markers that hide nothing any
+/// more. Never attempts to remove a version whose lock is still running.
+pub async fn purge_expired(repo: &Repository, lock: &Lease) -> Result<PurgeSummary> {
+    let (_, store) = policy_and_store(repo)?;
+    let mut summary = PurgeSummary::default();
+    for kind in [
+        FileKind::Pack,
+        FileKind::Index,
+        FileKind::Snapshot,
+        FileKind::Key,
+        FileKind::Lock,
+    ] {
+        let mut by_name: HashMap<String, Vec<ObjectVersion>> = HashMap::new();
+        for v in store.list_versions(kind).await? {
+            by_name.entry(v.name.clone()).or_default().push(v);
+        }
+        let now = store.server_now();
+        for (name, versions) in by_name {
+            let mut remaining_data = 0usize;
+            let mut markers: Vec<&ObjectVersion> = Vec::new();
+            for v in &versions {
+                if v.delete_marker {
+                    markers.push(v);
+                    continue;
+                }
+                if v.latest {
+                    remaining_data += 1;
+                    continue;
+                }
+                let ret = store.version_retention(kind, &name, &v.version_id).await;
+                let expired = match ret {
+                    Ok(None) => true,
+                    Ok(Some(r)) => r.until < now,
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                if !expired {
+                    summary.versions_waiting += 1;
+                    remaining_data += 1;
+                    continue;
+                }
+                lock.ensure_valid().await?;
+                match store.remove_version(kind, &name, &v.version_id).await {
+                    Ok(()) => {
+                        summary.versions_removed += 1;
+                        summary.bytes_freed += v.size;
+                    }
+                    Err(BackendError::Locked { .. }) => {
+                        summary.versions_waiting += 1;
+                        remaining_data += 1;
+                    }
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            // Markers stay while any version they hide is still kept.
+            if remaining_data == 0 {
+                for m in markers {
+                    lock.ensure_valid().await?;
+                    match store.remove_version(kind, &name, &m.version_id).await {
+                        Ok(()) => summary.delete_markers_removed += 1,
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+    Ok(summary)
+}

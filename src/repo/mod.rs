@@ -1,0 +1,20 @@
+//! The repository and its format: the config, key files, the envelope of
+//! small files, blobs, packs, the index, trees, snapshots, leases (the
+//! repository's own locks) and the Object Lock policy. Everything here is
+//! specified by `docs/format.md`; nothing here knows about operations or the
+//! command line.
+
+pub mod blob;
+pub mod config;
+pub mod crypto;
+pub mod index;
+pub mod keyfile;
+pub mod lease;
+pub mod object_lock;
+pub mod pack;
+pub mod repofile;
+mod repository;
+pub mod snapshot;
+pub mod tree;
+
+pub use repository::{decode_index_file, InitOptions, Repository};
