@@ -19,6 +19,7 @@
 // Foundation: used by every layer, importing none above it.
 pub mod duration;
 pub mod error;
+pub mod fanout;
 pub mod id;
 pub mod iobuf;
 pub mod progress;

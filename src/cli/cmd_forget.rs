@@ -238,7 +238,7 @@ async fn forget(
             println!("prune: {}", super::commands::prune_summary_line(&s));
         }
     }
-    if let Some(m) = super::cmd_lock::upkeep(repo, lock).await? {
+    if let Some(m) = lifeboat::ops::maintain::upkeep(repo, lock).await? {
         if g.json {
             println!("{}", serde_json::json!({ "object_lock": m }));
         } else if !g.quiet {

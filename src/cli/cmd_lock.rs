@@ -4,58 +4,21 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Args;
-use lifeboat::ops::maintain::{self, MaintenanceSummary};
-use lifeboat::repo::lease::Lease;
-use lifeboat::repo::object_lock;
+use lifeboat::ops::maintain::{self, MaintenanceOptions, MaintenanceSummary};
 use lifeboat::repo::Repository;
 
 use super::commands::{locked, open, open_live_backend, CmdResult};
 use super::{Failure, Global, EXIT_OK};
 
-#[derive(Args, Debug)]
-pub struct MaintenanceArgs {
-    /// Only extend locks; do not remove expired hidden versions
-    #[arg(long)]
-    pub no_purge: bool,
-}
-
-pub async fn maintenance(g: &Global, a: MaintenanceArgs) -> CmdResult {
+pub async fn maintenance(g: &Global, a: MaintenanceOptions) -> CmdResult {
     let mut repo = open(g).await?;
-    object_lock::policy_and_store(&repo)?;
-    let lock = locked(&repo, true).await?;
-    let res = run_upkeep(&mut repo, &lock, !a.no_purge).await;
-    lock.release().await;
-    let m = res?;
+    let m = maintain::run(&mut repo, &a).await?;
     if g.json {
         println!("{}", serde_json::to_string(&m).context("serialising")?);
     } else if !g.quiet {
         println!("{}", summary_line(&m));
     }
     Ok(EXIT_OK)
-}
-
-/// After forget/prune on a repository with an Object Lock policy: remove
-/// expired hidden versions, then extend the locks of what is still needed.
-pub async fn upkeep(repo: &mut Repository, lock: &Lease) -> Result<Option<MaintenanceSummary>, lifeboat::Error> {
-    if repo.config().object_lock.is_none() || repo.backend().versioned().is_none() {
-        return Ok(None);
-    }
-    run_upkeep(repo, lock, true).await.map(Some)
-}
-
-async fn run_upkeep(repo: &mut Repository, lock: &Lease, purge: bool) -> Result<MaintenanceSummary, lifeboat::Error> {
-    let purged = if purge {
-        Some(maintain::purge_expired(repo, lock).await?)
-    } else {
-        None
-    };
-    repo.load_index().await?;
-    let mut m = maintain::maintain(repo, lock).await?;
-    if let Some(p) = purged {
-        m.purge = p;
-    }
-    Ok(m)
 }
 
 pub fn summary_line(m: &MaintenanceSummary) -> String {
@@ -115,25 +78,13 @@ pub async fn repair_as_of(g: &Global, t: chrono::DateTime<chrono::Utc>, dry_run:
     Ok(EXIT_OK)
 }
 
-/// Warns when maintenance is overdue: the config object's lock is renewed by
-/// every maintenance run, so a lock ending before now + R means no run for G.
+/// Warns when Object Lock maintenance is overdue.
 pub async fn warn_if_overdue(repo: &Repository) -> Result<(), Failure> {
-    let Some(policy) = repo.config().object_lock else {
-        return Ok(());
-    };
-    let Some(store) = repo.backend().versioned() else {
-        return Ok(());
-    };
-    let r = store
-        .retention(lifeboat::backend::FileKind::Config, "config")
-        .await
-        .map_err(lifeboat::Error::from)?;
-    let due = store.server_now() + policy.retention();
-    if r.is_none_or(|r| r.until < due) {
+    if let Some(renewal) = maintain::overdue(repo).await? {
         eprintln!(
             "warning: Object Lock maintenance is overdue (it must run at least every {}): \
              run `lifeboat maintenance`, or forget/prune, to keep the locks of reused data ahead",
-            lifeboat::duration::fmt_secs(policy.renewal_secs)
+            lifeboat::duration::fmt_secs(renewal)
         );
     }
     Ok(())

@@ -746,7 +746,7 @@ async fn prune(g: &Global, a: PruneArgs) -> CmdResult {
         let m = if a.dry_run {
             None
         } else {
-            super::cmd_lock::upkeep(&mut repo, &lock).await?
+            lifeboat::ops::maintain::upkeep(&mut repo, &lock).await?
         };
         Ok::<_, lifeboat::Error>((s, m))
     }

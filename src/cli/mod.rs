@@ -116,7 +116,7 @@ pub enum Command {
     /// bring an S3 repository back to a past state
     Repair(commands::RepairArgs),
     /// Object Lock upkeep: extend the locks of needed objects, remove expired hidden versions
-    Maintenance(cmd_lock::MaintenanceArgs),
+    Maintenance(lifeboat::ops::maintain::MaintenanceOptions),
     /// Verify the repository: structure, and with --read-data* the data itself
     Check(cmd_check::CheckArgs),
 }

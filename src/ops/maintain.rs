@@ -185,3 +185,61 @@ pub async fn purge_expired(repo: &Repository, lock: &Lease) -> Result<PurgeSumma
     }
     Ok(summary)
 }
+
+/// Options of `lifeboat maintenance`.
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaintenanceOptions {
+    /// Only extend locks; do not remove expired hidden versions
+    #[arg(long)]
+    pub no_purge: bool,
+}
+
+/// `lifeboat maintenance`: under an exclusive lease, removes expired hidden
+/// versions (unless `no_purge`), then extends the locks of every needed object.
+pub async fn run(repo: &mut Repository, opts: &MaintenanceOptions) -> Result<MaintenanceSummary> {
+    policy_and_store(repo)?;
+    let lease = Lease::acquire(repo.backend().clone(), repo.cipher().clone(), true).await?;
+    let res = upkeep_now(repo, &lease, !opts.no_purge).await;
+    lease.release().await;
+    res
+}
+
+/// After forget or prune (under their exclusive lease), on a repository with
+/// an Object Lock policy: remove expired hidden versions, then extend the
+/// locks of what is still needed. `None` on repositories without a policy.
+pub async fn upkeep(repo: &mut Repository, lease: &Lease) -> Result<Option<MaintenanceSummary>> {
+    if repo.config().object_lock.is_none() || repo.backend().versioned().is_none() {
+        return Ok(None);
+    }
+    upkeep_now(repo, lease, true).await.map(Some)
+}
+
+async fn upkeep_now(repo: &mut Repository, lease: &Lease, purge: bool) -> Result<MaintenanceSummary> {
+    let purged = if purge {
+        Some(purge_expired(repo, lease).await?)
+    } else {
+        None
+    };
+    repo.load_index().await?;
+    let mut m = maintain(repo, lease).await?;
+    if let Some(p) = purged {
+        m.purge = p;
+    }
+    Ok(m)
+}
+
+/// Whether Object Lock maintenance is overdue: the config object's lock is
+/// renewed by every maintenance run, so a lock ending before now + R means
+/// no run for at least G. Returns the renewal interval G when overdue.
+pub async fn overdue(repo: &Repository) -> Result<Option<u64>> {
+    let Some(policy) = repo.config().object_lock else {
+        return Ok(None);
+    };
+    let Some(store) = repo.backend().versioned() else {
+        return Ok(None);
+    };
+    let r = store.retention(FileKind::Config, "config").await?;
+    let due = store.server_now() + policy.retention();
+    Ok(r.is_none_or(|r| r.until < due).then_some(policy.renewal_secs))
+}

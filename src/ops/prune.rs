@@ -331,22 +331,9 @@ pub async fn prune(repo: &Repository, lock: &Lease, opts: &PruneOptions) -> Resu
         });
     }
     packs.extend(new_packs);
-    let supersedes: Vec<Id> = index_files.iter().filter_map(|n| n.parse().ok()).collect();
-    lock.ensure_valid().await?;
-    let new_index: HashSet<String> = repo
-        .save_index_replacing(supersedes, packs)
-        .await?
-        .iter()
-        .map(|i| i.to_hex())
-        .collect();
+    repo.replace_index(lock, &index_files, packs).await?;
 
-    // 3. Old index files, then unused packs.
-    lock.ensure_valid().await?;
-    for name in &index_files {
-        if !new_index.contains(name) {
-            backend.remove(FileKind::Index, name).await?;
-        }
-    }
+    // 3. Unused packs, once the index no longer lists them.
     lock.ensure_valid().await?;
     for pid in delete
         .iter()

@@ -69,21 +69,8 @@ pub async fn repair_index(repo: &Repository, lock: &Lease, read_all: bool) -> Re
         }
     }
     summary.blobs = packs.iter().map(|p| p.entries.len()).sum();
-    let supersedes: Vec<Id> = old_files.iter().filter_map(|f| f.name.parse().ok()).collect();
-    lock.ensure_valid().await?;
-    let new: HashSet<String> = repo
-        .save_index_replacing(supersedes, packs)
-        .await?
-        .iter()
-        .map(|i| i.to_hex())
-        .collect();
-    lock.ensure_valid().await?;
-    for f in &old_files {
-        if !new.contains(&f.name) {
-            backend.remove(FileKind::Index, &f.name).await?;
-            summary.index_files_replaced += 1;
-        }
-    }
+    let old: Vec<String> = old_files.into_iter().map(|f| f.name).collect();
+    summary.index_files_replaced = repo.replace_index(lock, &old, packs).await?.removed;
     Ok(summary)
 }
 

@@ -17,4 +17,4 @@ mod repository;
 pub mod snapshot;
 pub mod tree;
 
-pub use repository::{decode_index_file, InitOptions, Repository};
+pub use repository::{decode_index_file, IndexFiles, InitOptions, ReplacedIndex, Repository, INDEX_READ_PARALLELISM};

@@ -11,11 +11,31 @@ use crate::id::Id;
 use crate::repo::blob::{self, BlobKind};
 use crate::repo::config::{Config, REPO_VERSION};
 use crate::repo::crypto::{Cipher, MasterKey};
-use crate::repo::index::{Index, IndexEntry, IndexFile};
+use crate::repo::index::{Index, IndexEntry, IndexFile, PackIndex};
 use crate::repo::keyfile::{KdfParams, KeyFile};
+use crate::repo::lease::Lease;
 use crate::repo::pack::{self, PackEntry};
 use crate::repo::repofile::{self, Magic};
 use crate::{Error, Result};
+
+/// How many index files are read and decoded at once.
+pub const INDEX_READ_PARALLELISM: usize = 8;
+
+/// Every index file in storage, read: decoded or the error that stopped it,
+/// sorted by id; `stray` names in `index/` that are not ids.
+#[derive(Debug, Default)]
+pub struct IndexFiles {
+    pub files: Vec<(Id, Result<IndexFile>)>,
+    pub stray: Vec<String>,
+}
+
+/// What [`Repository::replace_index`] did.
+#[derive(Debug)]
+pub struct ReplacedIndex {
+    pub written: Vec<Id>,
+    /// Old index files removed.
+    pub removed: usize,
+}
 
 pub struct Repository {
     backend: Arc<dyn Backend>,
@@ -166,36 +186,71 @@ impl Repository {
 
     /// Loads every index file into the master index.
     pub async fn load_index(&mut self) -> Result<()> {
-        let mut index = Index::new();
-        let files = self.backend.list(FileKind::Index).await?;
-        let mut set = tokio::task::JoinSet::new();
-        let sem = Arc::new(tokio::sync::Semaphore::new(8));
-        for f in files {
-            let Ok(id) = f.name.parse::<Id>() else {
-                tracing::warn!("ignoring stray file index/{}", f.name);
-                continue;
-            };
-            let backend = self.backend.clone();
-            let cipher = self.cipher.clone();
-            let key = self.key.clone();
-            let sem = sem.clone();
-            set.spawn(async move {
-                let _permit = sem.acquire_owned().await;
-                let data = backend.read(FileKind::Index, &f.name).await?;
-                tokio::task::spawn_blocking(move || decode_index_file(&key, &cipher, &id, &data))
-                    .await
-                    .map_err(|e| Error::format("index", e.to_string()))?
-            });
+        let read = self.read_index_files().await?;
+        for name in &read.stray {
+            tracing::warn!("ignoring stray file index/{name}");
         }
-        while let Some(r) = set.join_next().await {
-            let file = r.map_err(|e| Error::format("index", e.to_string()))??;
-            for p in &file.packs {
+        let mut index = Index::new();
+        for (_, file) in read.files {
+            for p in &file?.packs {
                 index.add_pack(p);
             }
         }
         index.finalize();
         self.index = index;
         Ok(())
+    }
+
+    /// Reads and decodes every index file in storage, [`INDEX_READ_PARALLELISM`]
+    /// at a time: the one loader behind [`Repository::load_index`] (which
+    /// fails on the first bad file) and `check` (which reports each one).
+    pub async fn read_index_files(&self) -> Result<IndexFiles> {
+        let mut out = IndexFiles::default();
+        let mut ids = Vec::new();
+        for f in self.backend.list(FileKind::Index).await? {
+            match f.name.parse::<Id>() {
+                Ok(id) => ids.push(id),
+                Err(_) => out.stray.push(f.name),
+            }
+        }
+        out.stray.sort();
+        let (backend, key, cipher) = (&self.backend, &self.key, &self.cipher);
+        out.files = crate::fanout::bounded(ids, INDEX_READ_PARALLELISM, |id| {
+            let (backend, key, cipher) = (backend.clone(), key.clone(), cipher.clone());
+            async move {
+                let res = match backend.read(FileKind::Index, &id.to_hex()).await {
+                    Ok(data) => tokio::task::spawn_blocking(move || decode_index_file(&key, &cipher, &id, &data))
+                        .await
+                        .unwrap_or_else(|e| Err(Error::format(format!("index {}", id.short()), e.to_string()))),
+                    Err(e) => Err(e.into()),
+                };
+                (id, res)
+            }
+        })
+        .await;
+        out.files.sort_by_key(|(id, _)| *id);
+        Ok(out)
+    }
+
+    /// Replaces the index files named `old` by new files describing exactly
+    /// `packs`: the new files are written first (the last one naming the files
+    /// it supersedes), then the old ones removed, each step only while `lease`
+    /// is valid. A crash in between leaves old and new side by side, which is
+    /// merely redundant. The one way prune and repair rewrite the index.
+    pub async fn replace_index(&self, lease: &Lease, old: &[String], packs: Vec<PackIndex>) -> Result<ReplacedIndex> {
+        let supersedes: Vec<Id> = old.iter().filter_map(|n| n.parse().ok()).collect();
+        lease.ensure_valid().await?;
+        let written = self.save_index_replacing(supersedes, packs).await?;
+        let new: std::collections::HashSet<String> = written.iter().map(|i| i.to_hex()).collect();
+        lease.ensure_valid().await?;
+        let mut removed = 0;
+        for name in old {
+            if !new.contains(name) {
+                self.backend.remove(FileKind::Index, name).await?;
+                removed += 1;
+            }
+        }
+        Ok(ReplacedIndex { written, removed })
     }
 
     /// Writes an index file for newly uploaded packs; returns its id.
@@ -209,14 +264,10 @@ impl Repository {
     /// loading never holds one huge file three times over). Only the last file
     /// written names the files it supersedes: a crash before it leaves old and
     /// new files side by side, which is merely redundant.
-    pub async fn save_index_replacing(
-        &self,
-        supersedes: Vec<Id>,
-        packs: Vec<crate::repo::index::PackIndex>,
-    ) -> Result<Vec<Id>> {
+    async fn save_index_replacing(&self, supersedes: Vec<Id>, packs: Vec<PackIndex>) -> Result<Vec<Id>> {
         const MAX_ENTRIES: usize = 100_000;
         const MAX_PACKS: usize = 256;
-        let mut groups: Vec<Vec<crate::repo::index::PackIndex>> = vec![Vec::new()];
+        let mut groups: Vec<Vec<PackIndex>> = vec![Vec::new()];
         let mut entries = 0usize;
         for p in packs {
             let last = groups.last_mut().expect("never empty");
