@@ -12,6 +12,31 @@ use crate::backend::BackendError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Why a value read or given was refused: malformed bytes, a parameter out
+/// of range. Low-level decoders and validators return it; the caller wraps
+/// it into the [`Error`] kind that fits (format damage, invalid argument).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(s: String) -> Self {
+        Invalid(s)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(s: &str) -> Self {
+        Invalid(s.to_string())
+    }
+}
+
+impl From<Invalid> for String {
+    fn from(i: Invalid) -> Self {
+        i.0
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("repository does not exist at {0}")]
@@ -42,6 +67,9 @@ pub enum Error {
     PathNotFound(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The operation refuses what was asked (the message says why and what to do).
+    #[error("{0}")]
+    Refused(String),
     #[error("interrupted")]
     Interrupted,
     #[error(transparent)]

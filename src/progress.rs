@@ -1,16 +1,10 @@
-//! Progress of long operations: shared counters, drawn as a progress bar on a
-//! terminal or emitted as JSON status lines for machines.
+//! Progress of long operations, as the library reports it: shared counters
+//! the operation advances and any observer reads. Drawing them (terminal
+//! bars, JSON status lines) is the CLI's business (`cli/progress.rs`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Bar,
-    Json,
-    Quiet,
-}
+use std::time::Instant;
 
 #[derive(Debug)]
 pub struct Progress {
@@ -40,97 +34,5 @@ impl Default for Progress {
 impl Progress {
     pub fn new() -> Arc<Progress> {
         Arc::new(Progress::default())
-    }
-}
-
-/// Draws progress until dropped.
-pub struct Reporter {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Reporter {
-    pub fn start(p: Arc<Progress>, mode: Mode, action: &'static str) -> Reporter {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = match mode {
-            Mode::Quiet => None,
-            Mode::Bar => {
-                let stop = stop.clone();
-                Some(std::thread::spawn(move || draw_bar(&p, &stop, action)))
-            }
-            Mode::Json => {
-                let stop = stop.clone();
-                Some(std::thread::spawn(move || emit_json(&p, &stop, action)))
-            }
-        };
-        Reporter { stop, thread }
-    }
-}
-
-impl Drop for Reporter {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn draw_bar(p: &Progress, stop: &AtomicBool, action: &str) {
-    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(5));
-    let style = ProgressStyle::with_template(
-        "{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_prefix(action.to_string());
-    while !stop.load(Relaxed) {
-        bar.set_length(p.bytes_total.load(Relaxed).max(p.bytes_done.load(Relaxed)));
-        bar.set_position(p.bytes_done.load(Relaxed));
-        let total = if p.total_known.load(Relaxed) {
-            p.files_total.load(Relaxed).to_string()
-        } else {
-            "?".into()
-        };
-        let errs = p.errors.load(Relaxed);
-        bar.set_message(format!(
-            "{}/{} files{}",
-            p.files_done.load(Relaxed),
-            total,
-            if errs > 0 {
-                format!(", {errs} errors")
-            } else {
-                String::new()
-            }
-        ));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bar.finish_and_clear();
-}
-
-fn emit_json(p: &Progress, stop: &AtomicBool, action: &str) {
-    let mut last = Instant::now();
-    while !stop.load(Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        if last.elapsed() < Duration::from_secs(1) {
-            continue;
-        }
-        last = Instant::now();
-        let elapsed = p.start.elapsed().as_secs_f64();
-        let done = p.bytes_done.load(Relaxed);
-        let total = p.bytes_total.load(Relaxed);
-        let line = serde_json::json!({
-            "message_type": "status",
-            "action": action,
-            "seconds_elapsed": elapsed,
-            "percent_done": if total > 0 { done as f64 / total as f64 } else { 0.0 },
-            "total_files": p.files_total.load(Relaxed),
-            "files_done": p.files_done.load(Relaxed),
-            "total_bytes": total,
-            "bytes_done": done,
-            "error_count": p.errors.load(Relaxed),
-        });
-        println!("{line}");
     }
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use clap::Args;
 use lifeboat::ops::check::{self, Amount, CheckOptions, CheckReport, ReadMode, Subset};
-use lifeboat::progress::{Mode, Progress, Reporter};
+use lifeboat::progress::Progress;
+
+use super::progress::{Mode, Reporter};
 use lifeboat::util::human_bytes;
 
 use super::{Failure, Global, EXIT_FATAL, EXIT_OK};

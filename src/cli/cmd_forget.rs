@@ -226,7 +226,7 @@ async fn forget(
         // Same exclusive lock: a second one would conflict with our own.
         repo.load_index().await.context("prune after forget")?;
         let opts = PruneOptions {
-            max_unused: a.max_unused / 100.0,
+            max_unused_percent: a.max_unused,
             dry_run: false,
         };
         let s = lifeboat::ops::prune::prune(repo, lock, &opts)
@@ -242,7 +242,7 @@ async fn forget(
         if g.json {
             println!("{}", serde_json::json!({ "object_lock": m }));
         } else if !g.quiet {
-            println!("{}", super::cmd_lock::summary_line(&m));
+            println!("{}", super::cmd_maintenance::summary_line(&m));
         }
     }
     Ok(EXIT_OK)

@@ -3,11 +3,16 @@
 //! be read, 10 repository does not exist, 11 could not take a lock, 12 wrong
 //! password, 130 interrupted.
 
+mod cmd_backup;
 mod cmd_check;
 mod cmd_forget;
-mod cmd_lock;
+mod cmd_key;
+mod cmd_maintenance;
+mod cmd_repo;
+mod cmd_restore;
 mod commands;
 mod password;
+mod progress;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -92,33 +97,65 @@ pub struct SnapFilter {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a new repository
-    Init(commands::InitArgs),
+    Init(lifeboat::ops::init::InitOptions),
     /// Back up files and directories
-    Backup(commands::BackupArgs),
+    Backup(lifeboat::ops::backup::BackupOptions),
     /// List snapshots
-    Snapshots(commands::SnapshotsArgs),
+    Snapshots(cmd_repo::SnapshotsArgs),
     /// List the files in a snapshot
-    Ls(commands::LsArgs),
+    Ls(cmd_restore::LsArgs),
     /// Restore a snapshot
-    Restore(commands::RestoreArgs),
+    Restore(cmd_restore::RestoreArgs),
     /// Write one file of a snapshot to standard output
-    Dump(commands::DumpArgs),
+    Dump(cmd_restore::DumpArgs),
     /// Manage passwords (key files)
     #[command(subcommand)]
-    Key(commands::KeyCommand),
+    Key(cmd_key::KeyCommand),
     /// Remove stale locks
-    Unlock(commands::UnlockArgs),
+    Unlock(lifeboat::ops::unlock::UnlockOptions),
     /// Remove snapshots according to a retention policy
     Forget(cmd_forget::ForgetArgs),
     /// Delete data no snapshot needs; repack mostly-unused packs
-    Prune(commands::PruneArgs),
+    Prune(lifeboat::ops::prune::PruneOptions),
     /// Rebuild the index from packs, salvage damaged snapshots, or (with --as-of)
     /// bring an S3 repository back to a past state
-    Repair(commands::RepairArgs),
+    Repair(cmd_repo::RepairArgs),
     /// Object Lock upkeep: extend the locks of needed objects, remove expired hidden versions
     Maintenance(lifeboat::ops::maintain::MaintenanceOptions),
     /// Verify the repository: structure, and with --read-data* the data itself
     Check(cmd_check::CheckArgs),
+}
+
+/// Runs one command: its arguments are parsed; each arm makes one library call.
+async fn run(cli: Cli) -> Result<i32, Failure> {
+    let g = cli.global;
+    let reads = matches!(
+        cli.command,
+        Command::Snapshots(_)
+            | Command::Ls(_)
+            | Command::Restore(_)
+            | Command::Dump(_)
+            | Command::Check(_)
+            | Command::Repair(_)
+    );
+    if g.as_of.is_some() && !reads {
+        return Err(anyhow::anyhow!("--as-of works with snapshots, ls, restore, dump, check and repair only").into());
+    }
+    match cli.command {
+        Command::Init(a) => cmd_repo::init(&g, a).await,
+        Command::Backup(a) => cmd_backup::run(&g, a).await,
+        Command::Snapshots(a) => cmd_repo::snapshots(&g, a).await,
+        Command::Ls(a) => cmd_restore::ls(&g, a).await,
+        Command::Restore(a) => cmd_restore::restore(&g, a).await,
+        Command::Dump(a) => cmd_restore::dump(&g, a).await,
+        Command::Key(k) => cmd_key::run(&g, k).await,
+        Command::Unlock(a) => cmd_repo::unlock(&g, a).await,
+        Command::Prune(a) => cmd_repo::prune(&g, a).await,
+        Command::Repair(r) => cmd_repo::repair(&g, r).await,
+        Command::Check(a) => cmd_check::run(&g, a).await,
+        Command::Forget(a) => cmd_forget::run(&g, a).await,
+        Command::Maintenance(a) => cmd_maintenance::run(&g, a).await,
+    }
 }
 
 /// A failure with the exit code it maps to.
@@ -211,7 +248,7 @@ pub fn main() -> i32 {
     };
     let res = rt.block_on(async {
         tokio::select! {
-            r = commands::run(cli) => r,
+            r = run(cli) => r,
             _ = tokio::signal::ctrl_c() => Err(Failure { code: EXIT_INTERRUPTED, error: anyhow::anyhow!("interrupted") }),
         }
     });

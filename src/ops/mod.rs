@@ -1,9 +1,16 @@
 //! Operations: one file (or folder) per command, each owning its options
 //! and its logic. The CLI parses arguments into these options and makes one
-//! call; everything a command does happens here.
+//! call; everything a command does happens here, including taking the lease
+//! and loading the index, so no caller can forget either.
 
+pub mod backup;
 pub mod check;
+pub mod dump;
+pub mod init;
+pub mod key;
+pub mod ls;
 pub mod maintain;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod unlock;

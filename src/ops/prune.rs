@@ -31,18 +31,37 @@ use crate::repo::tree::NodeType;
 use crate::repo::Repository;
 use crate::{Error, Result};
 
-#[derive(Debug, Clone)]
+/// Options of `lifeboat prune` (flags, a profile section, the library argument).
+#[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PruneOptions {
-    /// Repack a pack when more than this fraction of its bytes is unused.
-    pub max_unused: f64,
+    /// Repack packs whose unused share exceeds this percentage
+    #[arg(long = "max-unused", value_name = "PERCENT", default_value_t = 10.0)]
+    #[serde(rename = "max_unused")]
+    pub max_unused_percent: f64,
+    /// Only report what would be deleted and repacked
+    #[arg(long, short = 'n')]
     pub dry_run: bool,
 }
 
 impl Default for PruneOptions {
     fn default() -> Self {
         PruneOptions {
-            max_unused: 0.10,
+            max_unused_percent: 10.0,
             dry_run: false,
+        }
+    }
+}
+
+impl PruneOptions {
+    /// The one check of `--max-unused` (prune, forget --prune, profiles).
+    pub fn validate(&self) -> Result<()> {
+        if (0.0..=100.0).contains(&self.max_unused_percent) {
+            Ok(())
+        } else {
+            Err(crate::Error::InvalidArgument(
+                "--max-unused must be a percentage between 0 and 100".into(),
+            ))
         }
     }
 }
@@ -227,7 +246,7 @@ pub async fn prune(repo: &Repository, lock: &Lease, opts: &PruneOptions) -> Resu
         if u.used_bytes == 0 {
             delete.push(pid);
             summary.bytes_freed += packs_before[&name];
-        } else if (u.unused_bytes as f64) > opts.max_unused * ((u.used_bytes + u.unused_bytes) as f64) {
+        } else if (u.unused_bytes as f64) > opts.max_unused_percent / 100.0 * ((u.used_bytes + u.unused_bytes) as f64) {
             repack.push(slot as u32);
             summary.bytes_repacked += u.used_bytes;
             summary.bytes_freed += u.unused_bytes;
@@ -375,4 +394,34 @@ async fn upload(repo: &Repository, lock: &Lease, w: PackWriter) -> Result<PackIn
 /// Convenience for callers holding an `Arc`.
 pub async fn prune_arc(repo: Arc<Repository>, lock: &Lease, opts: &PruneOptions) -> Result<PruneSummary> {
     prune(&repo, lock, opts).await
+}
+
+/// What `lifeboat prune` did: the prune summary and, on a repository with an
+/// Object Lock policy, the upkeep that followed it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PruneReport {
+    #[serde(flatten)]
+    pub summary: PruneSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<crate::ops::maintain::MaintenanceSummary>,
+}
+
+/// `lifeboat prune`: validates the options, takes an exclusive lease, loads
+/// the index, prunes and (unless a dry run) keeps Object Lock ahead.
+pub async fn run(repo: &mut Repository, opts: &PruneOptions) -> Result<PruneReport> {
+    opts.validate()?;
+    let lease = Lease::acquire(repo.backend().clone(), repo.cipher().clone(), true).await?;
+    let res = async {
+        repo.load_index().await?;
+        let summary = prune(repo, &lease, opts).await?;
+        let object_lock = if opts.dry_run {
+            None
+        } else {
+            crate::ops::maintain::upkeep(repo, &lease).await?
+        };
+        Ok(PruneReport { summary, object_lock })
+    }
+    .await;
+    lease.release().await;
+    res
 }

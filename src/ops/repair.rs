@@ -298,3 +298,52 @@ pub async fn repair_as_of(
     }
     Ok(summary)
 }
+
+/// `lifeboat repair index`: under an exclusive lease, rebuilds the index
+/// from the pack headers (all of them with `read_all_packs`).
+pub async fn index(repo: &Repository, read_all_packs: bool) -> Result<RepairIndexSummary> {
+    let lease = Lease::acquire(repo.backend().clone(), repo.cipher().clone(), true).await?;
+    let res = repair_index(repo, &lease, read_all_packs).await;
+    lease.release().await;
+    res
+}
+
+/// `lifeboat repair snapshots`: under an exclusive lease, writes repaired
+/// copies of snapshots that refer to missing data (and with `forget` removes
+/// the originals).
+pub async fn snapshots(repo: Repository, forget: bool) -> Result<RepairSnapshotsSummary> {
+    let mut repo = repo;
+    let lease = Lease::acquire(repo.backend().clone(), repo.cipher().clone(), true).await?;
+    let res = async {
+        repo.load_index().await?;
+        repair_snapshots(std::sync::Arc::new(repo), &lease, forget).await
+    }
+    .await;
+    lease.release().await;
+    res
+}
+
+/// `lifeboat repair --as-of TIME`: brings the live repository back to how it
+/// read at `time`. The password is checked against the keys as they were at
+/// `time`, so a key file replaced by an attacker cannot lock the owner out.
+pub async fn as_of(
+    live: std::sync::Arc<dyn crate::backend::Backend>,
+    time: chrono::DateTime<chrono::Utc>,
+    password: impl FnOnce() -> Result<zeroize::Zeroizing<Vec<u8>>>,
+    dry_run: bool,
+) -> Result<RepairAsOfSummary> {
+    let view = std::sync::Arc::new(crate::backend::asof::AsOfBackend::new(live.clone(), time).await?);
+    let dyn_view: std::sync::Arc<dyn crate::backend::Backend> = view.clone();
+    if !dyn_view.exists().await? {
+        return Err(Error::Refused(format!(
+            "{} had no repository at {}",
+            live.location(),
+            time.to_rfc3339()
+        )));
+    }
+    let repo = Repository::open(dyn_view, &password()?).await?;
+    let lease = Lease::acquire(repo.backend().clone(), repo.cipher().clone(), true).await?;
+    let res = repair_as_of(&live, &view, &lease, dry_run).await;
+    lease.release().await;
+    res
+}

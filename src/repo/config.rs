@@ -59,7 +59,7 @@ impl Default for ChunkerParams {
 }
 
 impl ChunkerParams {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), crate::error::Invalid> {
         use fastcdc::v2020 as f;
         let ok = (f::MINIMUM_MIN..=f::MINIMUM_MAX).contains(&(self.min_size as usize))
             && (f::AVERAGE_MIN..=f::AVERAGE_MAX).contains(&(self.avg_size as usize))
@@ -73,7 +73,7 @@ impl ChunkerParams {
         if ok {
             Ok(())
         } else {
-            Err(format!("invalid chunker parameters {self:?}"))
+            Err(format!("invalid chunker parameters {self:?}").into())
         }
     }
 }
@@ -119,18 +119,18 @@ impl Config {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), crate::error::Invalid> {
         self.chunker.validate()?;
         if !(0..=22).contains(&self.compression.level) {
-            return Err(format!("zstd level {} out of range", self.compression.level));
+            return Err(format!("zstd level {} out of range", self.compression.level).into());
         }
         if !(MIN_PACK_SIZE..=MAX_PACK_SIZE).contains(&self.pack_size) {
-            return Err(format!("pack size {} out of range", self.pack_size));
+            return Err(format!("pack size {} out of range", self.pack_size).into());
         }
         if !(64 * 1024..=16 * 1024 * 1024).contains(&self.volume_chunk_size)
             || !self.volume_chunk_size.is_power_of_two()
         {
-            return Err(format!("volume chunk size {} invalid", self.volume_chunk_size));
+            return Err(format!("volume chunk size {} invalid", self.volume_chunk_size).into());
         }
         if let Some(p) = &self.object_lock {
             p.validate().map_err(|e| e.to_string())?;

@@ -60,7 +60,7 @@ impl IndexFile {
         out
     }
 
-    pub fn decode(b: &[u8]) -> Result<IndexFile, String> {
+    pub fn decode(b: &[u8]) -> std::result::Result<IndexFile, crate::error::Invalid> {
         let mut r = Reader { b, pos: 0 };
         let ns = r.u32()? as usize;
         let mut supersedes = Vec::with_capacity(ns.min(b.len() / 32));
@@ -92,7 +92,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], crate::error::Invalid> {
         if self.b.len() - self.pos < n {
             return Err("truncated".into());
         }
@@ -100,11 +100,11 @@ impl<'a> Reader<'a> {
         self.pos += n;
         Ok(s)
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> std::result::Result<u32, crate::error::Invalid> {
         let s = self.take(4)?;
         Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
     }
-    fn id(&mut self) -> Result<Id, String> {
+    fn id(&mut self) -> std::result::Result<Id, crate::error::Invalid> {
         let mut a = [0u8; 32];
         a.copy_from_slice(self.take(32)?);
         Ok(Id(a))

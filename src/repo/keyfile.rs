@@ -52,20 +52,20 @@ impl Default for KdfParams {
 }
 
 impl KdfParams {
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), crate::error::Invalid> {
         if self.memory_kib < 8 * self.parallelism || self.memory_kib > MAX_MEMORY_KIB {
-            return Err(format!("argon2 memory {} KiB out of bounds", self.memory_kib));
+            return Err(format!("argon2 memory {} KiB out of bounds", self.memory_kib).into());
         }
         if self.iterations == 0 || self.iterations > MAX_ITERATIONS {
-            return Err(format!("argon2 iterations {} out of bounds", self.iterations));
+            return Err(format!("argon2 iterations {} out of bounds", self.iterations).into());
         }
         if self.parallelism == 0 || self.parallelism > MAX_PARALLELISM {
-            return Err(format!("argon2 parallelism {} out of bounds", self.parallelism));
+            return Err(format!("argon2 parallelism {} out of bounds", self.parallelism).into());
         }
         Ok(())
     }
 
-    fn derive(&self, password: &[u8], salt: &[u8]) -> std::result::Result<Zeroizing<[u8; 32]>, String> {
+    fn derive(&self, password: &[u8], salt: &[u8]) -> std::result::Result<Zeroizing<[u8; 32]>, crate::error::Invalid> {
         self.validate()?;
         let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
             .map_err(|e| e.to_string())?;
@@ -138,7 +138,7 @@ impl KeyFile {
                 supported: 1,
             });
         }
-        kf.kdf.validate().map_err(damaged)?;
+        kf.kdf.validate().map_err(|e| damaged(e.0))?;
         Ok(kf)
     }
 
@@ -156,7 +156,7 @@ impl KeyFile {
         if data.len() != MASTER_LEN + crate::repo::crypto::SEAL_OVERHEAD {
             return Err(damaged("sealed key has the wrong length".into()));
         }
-        let wrap = self.kdf.derive(password, &salt).map_err(damaged)?;
+        let wrap = self.kdf.derive(password, &salt).map_err(|e| damaged(e.0))?;
         match Cipher::new(&wrap).open(KEY_AAD, &data) {
             Ok(secret) => {
                 let secret = Zeroizing::new(secret);

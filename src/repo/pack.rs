@@ -48,7 +48,7 @@ impl PackEntry {
         out.extend_from_slice(&self.raw_len.to_le_bytes());
     }
 
-    pub fn decode(b: &[u8]) -> std::result::Result<PackEntry, String> {
+    pub fn decode(b: &[u8]) -> std::result::Result<PackEntry, crate::error::Invalid> {
         if b.len() < ENTRY_LEN {
             return Err("entry truncated".into());
         }

@@ -76,7 +76,7 @@ impl Repository {
         let cipher = key.cipher();
         let mut config = Config::new(opts.compression_level.unwrap_or(2));
         config.object_lock = opts.object_lock;
-        config.validate().map_err(Error::InvalidArgument)?;
+        config.validate().map_err(|e| Error::InvalidArgument(e.0))?;
         if let Some(policy) = &opts.object_lock {
             crate::repo::object_lock::check_bucket(backend.as_ref()).await?;
             apply_lock_policy(backend.as_ref(), policy);

@@ -190,7 +190,7 @@ impl Tree {
         serde_json::to_vec(self).expect("tree serialises")
     }
 
-    pub fn decode(b: &[u8]) -> Result<Tree, String> {
+    pub fn decode(b: &[u8]) -> std::result::Result<Tree, crate::error::Invalid> {
         let t: Tree = serde_json::from_slice(b).map_err(|e| e.to_string())?;
         for n in &t.nodes {
             if n.name.0.is_empty()
@@ -200,7 +200,7 @@ impl Tree {
                 || n.name.0.contains(&0)
             {
                 // A hostile tree must not make restore escape its target.
-                return Err(format!("invalid node name {:?}", n.name));
+                return Err(format!("invalid node name {:?}", n.name).into());
             }
         }
         Ok(t)

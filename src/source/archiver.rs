@@ -26,17 +26,36 @@ use crate::source::filter::PathFilter;
 use crate::source::fsmeta::{self, NameCache};
 use crate::{Error, Result};
 
-#[derive(Debug, Clone, Default)]
+/// Options of `lifeboat backup`: the command-line flags, a profile's
+/// `[backup]` section and the library argument at once. They live with the
+/// file-tree source because it is the part that reads them; `ops::backup`
+/// re-exports them.
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BackupOptions {
+    /// Files and directories to back up
+    #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable)
+    #[arg(long = "tag")]
     pub tags: Vec<String>,
+    /// Host name to record (default: this machine's)
+    #[arg(long)]
     pub host: Option<String>,
+    /// Exclude matching paths (repeatable; no `/`: file name anywhere, with `/`: absolute path)
+    #[arg(long = "exclude", short = 'e')]
     pub excludes: Vec<String>,
+    /// Do not cross file-system boundaries
+    #[arg(long, short = 'x')]
     pub one_file_system: bool,
-    /// Re-read every file even if the parent says it is unchanged.
+    /// Read every file even if the parent snapshot says it is unchanged
+    #[arg(long)]
     pub force: bool,
     /// Count files and bytes ahead of the walk, for a progress display's
-    /// ETA. Costs a second `lstat` of every path, so only when shown.
+    /// ETA. Costs a second `lstat` of every path, so only when shown; set by
+    /// the caller that draws progress, never by a user.
+    #[arg(skip)]
+    #[serde(skip)]
     pub count_ahead: bool,
 }
 

@@ -1,4 +1,4 @@
-//! Restore: recreates a snapshot's trees under a target directory.
+//! The restorer: recreates a snapshot's trees under a target directory.
 //!
 //! Order: directories and special files first, then file data pack by pack
 //! (each pack is read once, in as few range reads as possible, and every blob
@@ -35,10 +35,18 @@ const MERGE_GAP: u64 = 1 << 20;
 /// ...but never read more than this at once (bounds memory per worker).
 const MAX_READ: u64 = 8 << 20;
 
-#[derive(Debug, Clone, Default)]
+/// Options of `lifeboat restore` (flags, a profile section, the library argument).
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RestoreOptions {
+    /// Directory to restore into (paths are recreated below it)
+    #[arg(long, short = 't')]
     pub target: PathBuf,
+    /// Restore only matching paths (and what is below them)
+    #[arg(long = "include", short = 'i')]
     pub includes: Vec<String>,
+    /// Skip matching paths
+    #[arg(long = "exclude", short = 'e')]
     pub excludes: Vec<String>,
 }
 

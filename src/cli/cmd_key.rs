@@ -1,0 +1,90 @@
+//! `lifeboat key`: list, add, remove, passwd — parse, one library call, print.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use lifeboat::ops::key;
+
+use super::commands::{open, CmdResult};
+use super::password;
+use super::{Global, EXIT_OK};
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// List key files
+    List,
+    /// Add a password
+    Add(NewPasswordArgs),
+    /// Remove a key file (not the one in use)
+    Remove { id: String },
+    /// Change the password in use (adds a new key, removes the old one)
+    Passwd(NewPasswordArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct NewPasswordArgs {
+    /// Read the new password from this file (else LIFEBOAT_NEW_PASSWORD or a prompt)
+    #[arg(long)]
+    pub new_password_file: Option<std::path::PathBuf>,
+}
+
+fn new_password(a: &NewPasswordArgs) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+    if let Some(f) = &a.new_password_file {
+        return password::from_file(f);
+    }
+    if let Some(p) = std::env::var_os("LIFEBOAT_NEW_PASSWORD") {
+        return Ok(zeroize::Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(p)));
+    }
+    password::prompt("enter new password: ", true)
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+pub async fn run(g: &Global, k: KeyCommand) -> CmdResult {
+    let repo = open(g).await?;
+    match k {
+        KeyCommand::List => {
+            let rows = key::list(&repo).await?;
+            if g.json {
+                println!("{}", serde_json::to_string(&rows).context("serialising")?);
+            } else {
+                println!(" {:<10} {:<12} {:<20} Created", "ID", "User", "Host");
+                for r in rows {
+                    println!(
+                        "{}{:<10} {:<12} {:<20} {}",
+                        if r.current { "*" } else { " " },
+                        short(&r.id),
+                        r.username.as_deref().unwrap_or("?"),
+                        r.hostname.as_deref().unwrap_or("?"),
+                        r.created
+                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+                            .or(r.error)
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        KeyCommand::Add(a) => {
+            let pw = new_password(&a)?;
+            let name = key::add(&repo, &pw).await?;
+            if !g.quiet {
+                println!("saved new key {}", short(&name));
+            }
+        }
+        KeyCommand::Remove { id } => {
+            let name = key::remove(&repo, &id).await?;
+            if !g.quiet {
+                println!("removed key {}", short(&name));
+            }
+        }
+        KeyCommand::Passwd(a) => {
+            let pw = new_password(&a)?;
+            let name = key::passwd(&repo, &pw).await?;
+            if !g.quiet {
+                println!("password changed: new key {}", short(&name));
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
