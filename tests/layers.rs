@@ -120,7 +120,9 @@ fn lower_layers_never_import_higher_ones_and_nothing_imports_in_a_circle() {
         let m = module_of(f);
         let text = fs::read_to_string(f).expect("read source");
         let Some(own) = layer_of(&m) else {
-            violations.push(format!("{m}: not in any layer (add it to LAYERS and docs/architecture.md)"));
+            violations.push(format!(
+                "{m}: not in any layer (add it to LAYERS and docs/architecture.md)"
+            ));
             continue;
         };
         let deps = uses(&code_of(&text), &modules);
@@ -185,7 +187,10 @@ fn every_source_file_says_what_it_owns_and_stays_small() {
         }
         let code_lines = code_of(&text).lines().count();
         if code_lines > MAX_LINES {
-            problems.push(format!("{}: {code_lines} lines outside tests (limit {MAX_LINES})", f.display()));
+            problems.push(format!(
+                "{}: {code_lines} lines outside tests (limit {MAX_LINES})",
+                f.display()
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

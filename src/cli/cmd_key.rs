@@ -28,13 +28,19 @@ pub struct NewPasswordArgs {
 }
 
 fn new_password(a: &NewPasswordArgs) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
-    if let Some(f) = &a.new_password_file {
-        return password::from_file(f);
-    }
-    if let Some(p) = std::env::var_os("LIFEBOAT_NEW_PASSWORD") {
-        return Ok(zeroize::Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(p)));
-    }
-    password::prompt("enter new password: ", true)
+    let pw = if let Some(f) = &a.new_password_file {
+        password::from_file(f)?
+    } else if let Some(p) = std::env::var_os("LIFEBOAT_NEW_PASSWORD") {
+        let p = zeroize::Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(p));
+        if p.is_empty() {
+            anyhow::bail!("empty password from LIFEBOAT_NEW_PASSWORD: refusing it");
+        }
+        p
+    } else {
+        password::prompt("enter new password: ", true)?
+    };
+    password::warn_if_weak(&pw);
+    Ok(pw)
 }
 
 fn short(id: &str) -> &str {

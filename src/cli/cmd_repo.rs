@@ -47,7 +47,12 @@ pub enum RepairCommand {
 
 pub async fn init(g: &Global, opts: InitOptions) -> CmdResult {
     let (url, backend) = open_live_backend(g).await?;
-    let r = lifeboat::ops::init::init(backend, &url, &opts, || ask_password(g, true)).await?;
+    let r = lifeboat::ops::init::init(backend, &url, &opts, || {
+        let pw = ask_password(g, true)?;
+        super::password::warn_if_weak(&pw);
+        Ok(pw)
+    })
+    .await?;
     if g.json {
         println!("{}", serde_json::to_string(&r).context("serialising")?);
     } else if !g.quiet {

@@ -19,29 +19,54 @@ fn strip_newline(mut s: Vec<u8>) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(s)
 }
 
+/// Shortest password accepted without a warning when one is created.
+const MIN_LEN: usize = 8;
+
+/// An empty password protects nothing: refused from every source.
+fn non_empty(p: Zeroizing<Vec<u8>>, source: &str) -> Result<Zeroizing<Vec<u8>>> {
+    if p.is_empty() {
+        bail!("empty password from {source}: refusing it");
+    }
+    Ok(p)
+}
+
+/// Warns when a password being set is short (it still works).
+pub fn warn_if_weak(p: &[u8]) {
+    if p.len() < MIN_LEN {
+        eprintln!("warning: the new password is shorter than {MIN_LEN} characters; anyone who gets the repository can guess it faster");
+    }
+}
+
 pub fn from_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     let b = std::fs::read(path).with_context(|| format!("reading password file {}", path.display()))?;
-    Ok(strip_newline(b))
+    non_empty(strip_newline(b), "the password file")
 }
+
+/// Variables holding secrets that no child process needs.
+const SECRET_VARS: &[&str] = &["LIFEBOAT_PASSWORD", "LIFEBOAT_NEW_PASSWORD"];
 
 pub fn get(src: &Sources, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
     if let Some(cmd) = src.command {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .context("running the password command")?;
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c").arg(cmd).stderr(std::process::Stdio::inherit());
+        // The command is the password's source: it must not see other secrets.
+        for v in SECRET_VARS {
+            c.env_remove(v);
+        }
+        let out = c.output().context("running the password command")?;
         if !out.status.success() {
             bail!("the password command failed ({})", out.status);
         }
-        return Ok(strip_newline(out.stdout));
+        return non_empty(strip_newline(out.stdout), "the password command");
     }
     if let Some(f) = src.file {
         return from_file(f);
     }
     if let Some(p) = std::env::var_os("LIFEBOAT_PASSWORD") {
-        return Ok(Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(p)));
+        return non_empty(
+            Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(p)),
+            "LIFEBOAT_PASSWORD",
+        );
     }
     prompt("enter repository password: ", confirm)
 }
