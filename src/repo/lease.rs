@@ -70,9 +70,13 @@ impl LockInfo {
             return true;
         }
         if self.hostname == crate::util::hostname() {
-            // SAFETY: kill with signal 0 only checks for existence.
-            let alive = unsafe { libc::kill(self.pid as libc::pid_t, 0) } == 0
-                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+            // kill(pid, 0) only checks that the process exists; EPERM: it
+            // does, but belongs to another user.
+            let pid = nix::unistd::Pid::from_raw(self.pid as libc::pid_t);
+            let alive = matches!(
+                nix::sys::signal::kill(pid, None),
+                Ok(()) | Err(nix::errno::Errno::EPERM)
+            );
             return !alive;
         }
         false

@@ -638,8 +638,7 @@ pub async fn backup(
         total_bytes_processed: c.bytes,
         errors: errors.len() as u64,
     };
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
     let snapshot = Snapshot {
         version: 1,
         kind: SnapshotKind::Files,

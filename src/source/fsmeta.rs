@@ -7,26 +7,23 @@
 //! numeric ids, so they are restored numerically.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, AT_FDCWD};
+use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Group, Uid, User, Whence};
 
 use crate::repo::tree::{Bytes64, NodeType, Timespec, Xattr};
 
 fn cpath(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
-}
-
-fn check(ret: libc::c_int) -> io::Result<()> {
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 pub fn node_type(md: &std::fs::Metadata) -> Option<NodeType> {
@@ -81,30 +78,14 @@ impl NameCache {
     }
 }
 
+/// User name of `uid` (getpwuid_r); None if it has none or the lookup fails.
 fn lookup_user(uid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut res: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: buffers are valid for the sizes given; res is checked before use.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut res) };
-    if rc != 0 || res.is_null() {
-        return None;
-    }
-    // SAFETY: pw_name points into buf, NUL-terminated by libc.
-    Some(unsafe { CStr::from_ptr(pw.pw_name) }.to_string_lossy().into_owned())
+    User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
 }
 
+/// Group name of `gid` (getgrgid_r); None if it has none or the lookup fails.
 fn lookup_group(gid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 16384];
-    let mut gr: libc::group = unsafe { std::mem::zeroed() };
-    let mut res: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: as in lookup_user.
-    let rc = unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr(), buf.len(), &mut res) };
-    if rc != 0 || res.is_null() {
-        return None;
-    }
-    // SAFETY: gr_name points into buf.
-    Some(unsafe { CStr::from_ptr(gr.gr_name) }.to_string_lossy().into_owned())
+    Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name)
 }
 
 /// All extended attributes of a path, not following symlinks, sorted by name.
@@ -142,47 +123,57 @@ pub fn apply_xattrs(path: &Path, xattrs: &[Xattr]) -> io::Result<()> {
     Ok(())
 }
 
+/// `lchown`: never follows symlinks.
 pub fn lchown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
     let c = cpath(path)?;
-    // SAFETY: c is a valid NUL-terminated path.
-    check(unsafe { libc::lchown(c.as_ptr(), uid, gid) })
+    let (uid, gid) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+    Ok(nix::unistd::fchownat(
+        AT_FDCWD,
+        c.as_c_str(),
+        uid,
+        gid,
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )?)
 }
 
+/// `chmod`: follows symlinks.
 pub fn chmod(path: &Path, mode: u32) -> io::Result<()> {
     let c = cpath(path)?;
-    // SAFETY: as above.
-    check(unsafe { libc::chmod(c.as_ptr(), mode as libc::mode_t) })
+    let mode = Mode::from_bits_retain(mode as libc::mode_t);
+    Ok(nix::sys::stat::fchmodat(
+        AT_FDCWD,
+        c.as_c_str(),
+        mode,
+        FchmodatFlags::FollowSymlink,
+    )?)
 }
 
 /// Sets atime and mtime with nanoseconds, on the link itself for symlinks.
 pub fn set_times(path: &Path, atime: Timespec, mtime: Timespec) -> io::Result<()> {
     let c = cpath(path)?;
-    let ts = [
-        libc::timespec {
-            tv_sec: atime.sec as libc::time_t,
-            tv_nsec: atime.nsec as libc::c_long,
-        },
-        libc::timespec {
-            tv_sec: mtime.sec as libc::time_t,
-            tv_nsec: mtime.nsec as libc::c_long,
-        },
-    ];
-    // SAFETY: c and ts are valid for the call.
-    check(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+    let ts = |t: Timespec| TimeSpec::new(t.sec as libc::time_t, t.nsec as libc::c_long);
+    let flag = UtimensatFlags::NoFollowSymlink;
+    Ok(nix::sys::stat::utimensat(
+        AT_FDCWD,
+        c.as_c_str(),
+        &ts(atime),
+        &ts(mtime),
+        flag,
+    )?)
 }
 
 /// Creates a device node, FIFO or socket placeholder.
 pub fn make_node(path: &Path, kind: NodeType, mode: u32, rdev: u64) -> io::Result<()> {
     let c = cpath(path)?;
     let fmt = match kind {
-        NodeType::Chardev => libc::S_IFCHR,
-        NodeType::Blockdev => libc::S_IFBLK,
-        NodeType::Fifo => libc::S_IFIFO,
-        NodeType::Socket => libc::S_IFSOCK,
+        NodeType::Chardev => SFlag::S_IFCHR,
+        NodeType::Blockdev => SFlag::S_IFBLK,
+        NodeType::Fifo => SFlag::S_IFIFO,
+        NodeType::Socket => SFlag::S_IFSOCK,
         _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a special file")),
     };
-    // SAFETY: c is valid; mknod has no memory-safety preconditions.
-    check(unsafe { libc::mknod(c.as_ptr(), fmt | (mode & 0o7777) as libc::mode_t, rdev as libc::dev_t) })
+    let perm = Mode::from_bits_retain((mode & 0o7777) as libc::mode_t);
+    Ok(nix::sys::stat::mknod(c.as_c_str(), fmt, perm, rdev as libc::dev_t)?)
 }
 
 /// Data regions `(offset, len)` of a file of `size` bytes, via SEEK_DATA /
@@ -194,31 +185,20 @@ pub fn data_regions(file: &File, size: u64, blocks: u64) -> io::Result<Vec<(u64,
     if blocks.saturating_mul(512) >= size {
         return Ok(vec![(0, size)]);
     }
-    let fd = file.as_raw_fd();
     let mut out = Vec::new();
     let mut pos: u64 = 0;
     while pos < size {
-        // SAFETY: fd is an open file descriptor owned by `file`.
-        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
-        if data < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENXIO) {
-                break; // only a hole remains
-            }
-            if e.raw_os_error() == Some(libc::EINVAL) {
-                return Ok(vec![(0, size)]); // no SEEK_DATA support
-            }
-            return Err(e);
-        }
+        let data = match nix::unistd::lseek(file, pos as libc::off_t, Whence::SeekData) {
+            Ok(d) => d,
+            Err(Errno::ENXIO) => break,                       // only a hole remains
+            Err(Errno::EINVAL) => return Ok(vec![(0, size)]), // no SEEK_DATA support
+            Err(e) => return Err(e.into()),
+        };
         let data = data as u64;
         if data >= size {
             break;
         }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, data as libc::off_t, libc::SEEK_HOLE) };
-        if hole < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let hole = nix::unistd::lseek(file, data as libc::off_t, Whence::SeekHole)?;
         let end = (hole as u64).min(size);
         out.push((data, end - data));
         pos = end;
