@@ -8,6 +8,9 @@
 //! - a missing file is reported as `NotFound`, never as an empty read.
 //! - `list` returns every file of a kind; retries, limits and fault injection
 //!   are wrappers around a backend, not part of one.
+//!
+//! Errors are [`BackendError`], each transient or permanent
+//! ([`BackendError::is_transient`]).
 
 pub mod asof;
 pub mod fault;
@@ -83,17 +86,65 @@ pub enum BackendError {
     /// Lock retention has not expired (or a legal hold is set).
     #[error("{what} is protected by Object Lock until its retention date")]
     Locked { what: String },
-    /// The storage service answered with an error (after retries, if it was transient).
+    /// The storage service failed, or answered with an error (after the
+    /// client's own retries, if it was transient).
     #[error("storage service error on {what}: {message}")]
-    Remote { what: String, message: String },
+    Remote {
+        what: String,
+        message: String,
+        /// Whether the failure was transient (see [`BackendError::is_transient`]).
+        transient: bool,
+    },
     /// The storage service cannot do what was asked (configuration, capability).
     #[error("{0}")]
     Unsupported(String),
 }
 
 impl BackendError {
+    /// `ShortRead`: `wanted` bytes at `offset` of a file of `size` bytes.
+    pub fn short_read(kind: FileKind, name: &str, offset: u64, wanted: u64, size: u64) -> BackendError {
+        BackendError::ShortRead {
+            kind,
+            name: name.to_string(),
+            offset,
+            wanted,
+            size,
+        }
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, BackendError::NotFound { .. })
+    }
+
+    /// Transient or permanent. Transient: the same call, repeated unchanged
+    /// a little later, may well succeed, because what failed was the way
+    /// there or the store's momentary state: a timeout, a broken connection
+    /// or body transfer, an answer of the kind "slow down" or "try again"
+    /// (HTTP 408, 429, 500, 502, 503, 504 and their S3 error codes), an
+    /// interrupted or timed-out local I/O call. Permanent: everything else —
+    /// missing or existing files, short reads, locks, a full disk, refused
+    /// requests (other 4xx), configuration and invalid arguments, and
+    /// failures lifeboat detected itself (such as an upload whose checksum
+    /// did not verify) — which repeating will not fix until someone acts.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BackendError::Remote { transient, .. } => *transient,
+            BackendError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            ),
+            BackendError::NotFound { .. }
+            | BackendError::AlreadyExists { .. }
+            | BackendError::ShortRead { .. }
+            | BackendError::NoSpace { .. }
+            | BackendError::Locked { .. }
+            | BackendError::Unsupported(_) => false,
+        }
     }
 }
 
@@ -242,4 +293,43 @@ pub async fn open(url: &str, opts: &OpenOptions) -> Result<std::sync::Arc<dyn Ba
         std::sync::Arc::new(local::LocalBackend::new(url.strip_prefix("local:").unwrap_or(url)))
     };
     fault::FaultBackend::from_env(b).map_err(crate::Error::InvalidArgument)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_or_permanent() {
+        let io = |kind: std::io::ErrorKind| BackendError::Io {
+            what: "read pack p".into(),
+            source: kind.into(),
+        };
+        assert!(io(std::io::ErrorKind::TimedOut).is_transient());
+        assert!(io(std::io::ErrorKind::Interrupted).is_transient());
+        assert!(!io(std::io::ErrorKind::PermissionDenied).is_transient());
+        assert!(!io(std::io::ErrorKind::Other).is_transient());
+        let remote = |transient| BackendError::Remote {
+            what: "read pack p".into(),
+            message: "HTTP 503".into(),
+            transient,
+        };
+        assert!(remote(true).is_transient());
+        assert!(!remote(false).is_transient());
+        for permanent in [
+            BackendError::NotFound {
+                kind: FileKind::Pack,
+                name: "p".into(),
+            },
+            BackendError::AlreadyExists {
+                kind: FileKind::Pack,
+                name: "p".into(),
+            },
+            BackendError::NoSpace { what: "p".into() },
+            BackendError::Locked { what: "p".into() },
+            BackendError::Unsupported("no versions".into()),
+        ] {
+            assert!(!permanent.is_transient(), "{permanent:?}");
+        }
+    }
 }
