@@ -10,7 +10,9 @@
 //!   are wrappers around a backend, not part of one.
 //!
 //! Errors are [`BackendError`], each transient or permanent
-//! ([`BackendError::is_transient`]).
+//! ([`BackendError::is_transient`]). This module sits below the repository
+//! layers: it uses only the foundation modules `crate::id` and `crate::iobuf`,
+//! and `crate::Error` wraps its errors, never the other way round.
 
 pub mod asof;
 pub mod fault;
@@ -98,6 +100,12 @@ pub enum BackendError {
     /// The storage service cannot do what was asked (configuration, capability).
     #[error("{0}")]
     Unsupported(String),
+    /// A repository URL of a scheme no backend handles.
+    #[error("invalid argument: unsupported repository URL {url:?}: use a local directory or s3://BUCKET[/PREFIX]")]
+    InvalidLocation { url: String },
+    /// `LIFEBOAT_TEST_FAULTS` does not parse (tests only).
+    #[error("invalid argument: {0}")]
+    FaultRules(#[from] fault::FaultRuleError),
 }
 
 impl BackendError {
@@ -143,7 +151,9 @@ impl BackendError {
             | BackendError::ShortRead { .. }
             | BackendError::NoSpace { .. }
             | BackendError::Locked { .. }
-            | BackendError::Unsupported(_) => false,
+            | BackendError::Unsupported(_)
+            | BackendError::InvalidLocation { .. }
+            | BackendError::FaultRules(_) => false,
         }
     }
 }
@@ -282,17 +292,15 @@ pub struct OpenOptions {
 /// Opens the backend a repository URL names: `s3://BUCKET[/PREFIX]`, or a
 /// local directory (a plain path or `local:PATH`). `LIFEBOAT_TEST_FAULTS`
 /// wraps it in [`fault::FaultBackend`] (tests only).
-pub async fn open(url: &str, opts: &OpenOptions) -> Result<std::sync::Arc<dyn Backend>, crate::Error> {
+pub async fn open(url: &str, opts: &OpenOptions) -> BResult<std::sync::Arc<dyn Backend>> {
     let b: std::sync::Arc<dyn Backend> = if url.starts_with("s3://") {
         std::sync::Arc::new(s3::S3Backend::open(url, &opts.s3).await?)
     } else if url.contains("://") {
-        return Err(crate::Error::InvalidArgument(format!(
-            "unsupported repository URL {url:?}: use a local directory or s3://BUCKET[/PREFIX]"
-        )));
+        return Err(BackendError::InvalidLocation { url: url.to_string() });
     } else {
         std::sync::Arc::new(local::LocalBackend::new(url.strip_prefix("local:").unwrap_or(url)))
     };
-    fault::FaultBackend::from_env(b).map_err(crate::Error::InvalidArgument)
+    fault::FaultBackend::from_env(b)
 }
 
 #[cfg(test)]
@@ -328,8 +336,18 @@ mod tests {
             BackendError::NoSpace { what: "p".into() },
             BackendError::Locked { what: "p".into() },
             BackendError::Unsupported("no versions".into()),
+            BackendError::InvalidLocation { url: "ftp://x".into() },
         ] {
             assert!(!permanent.is_transient(), "{permanent:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn unsupported_url_is_an_invalid_argument() {
+        let err = open("ftp://x", &OpenOptions::default()).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid argument: unsupported repository URL \"ftp://x\": use a local directory or s3://BUCKET[/PREFIX]"
+        );
     }
 }
