@@ -693,8 +693,13 @@ async fn s3_stalled_or_failing_server_is_a_clear_error() {
             .await
             .unwrap_or_else(|_| panic!("stall={stall}: read hung"));
         match res {
-            Err(BackendError::Remote { what, message }) => {
+            Err(BackendError::Remote {
+                what,
+                message,
+                transient,
+            }) => {
                 eprintln!("stall={stall}: after {:.1?}: {what}: {message}", t0.elapsed());
+                assert!(transient, "stall={stall}: a stall or a 500 is transient");
                 assert!(!message.contains('\n'));
                 assert!(!message.contains("testsecret"), "secret in an error message");
             }

@@ -128,13 +128,7 @@ impl Backend for AsOfBackend {
         }
         let v = self.get(kind, name)?;
         if offset + len > v.size {
-            return Err(BackendError::ShortRead {
-                kind,
-                name: name.to_string(),
-                offset,
-                wanted: len,
-                size: v.size,
-            });
+            return Err(BackendError::short_read(kind, name, offset, len, v.size));
         }
         let store = self.inner.versioned().ok_or_else(|| self.read_only(kind, name))?;
         store.read_version_range(kind, name, &v.version_id, offset, len).await

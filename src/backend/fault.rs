@@ -60,10 +60,27 @@ pub struct FaultBackend {
     rules: Vec<Rule>,
 }
 
-fn parse_rule(s: &str) -> Result<Rule, String> {
+/// Why a `LIFEBOAT_TEST_FAULTS` rule does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FaultRuleError {
+    #[error("fault rule {0:?}: want ACTION:OP:KIND:N")]
+    Shape(String),
+    #[error("bad delay in {0:?}")]
+    Delay(String),
+    #[error("unknown fault action {0:?}")]
+    Action(String),
+    #[error("unknown fault operation {0:?}")]
+    Op(String),
+    #[error("unknown file kind {0:?}")]
+    Kind(String),
+    #[error("bad count in {0:?}")]
+    Count(String),
+}
+
+fn parse_rule(s: &str) -> Result<Rule, FaultRuleError> {
     let parts: Vec<&str> = s.split(':').collect();
     let [action, op, kind, nth] = parts.as_slice() else {
-        return Err(format!("fault rule {s:?}: want ACTION:OP:KIND:N"));
+        return Err(FaultRuleError::Shape(s.to_string()));
     };
     let action = match *action {
         "abort-before" => Action::AbortBefore,
@@ -73,8 +90,10 @@ fn parse_rule(s: &str) -> Result<Rule, String> {
         "truncate" => Action::Truncate,
         "drop" => Action::Drop,
         "partial" => Action::Partial,
-        a if a.starts_with("delay-") => Action::Delay(a[6..].parse().map_err(|_| format!("bad delay in {s:?}"))?),
-        a => return Err(format!("unknown fault action {a:?}")),
+        a if a.starts_with("delay-") => {
+            Action::Delay(a[6..].parse().map_err(|_| FaultRuleError::Delay(s.to_string()))?)
+        }
+        a => return Err(FaultRuleError::Action(a.to_string())),
     };
     let op = match *op {
         "*" => None,
@@ -84,7 +103,7 @@ fn parse_rule(s: &str) -> Result<Rule, String> {
         "list" => Some(Op::List),
         "stat" => Some(Op::Stat),
         "remove" => Some(Op::Remove),
-        o => return Err(format!("unknown fault operation {o:?}")),
+        o => return Err(FaultRuleError::Op(o.to_string())),
     };
     let kind = match *kind {
         "*" => None,
@@ -94,9 +113,9 @@ fn parse_rule(s: &str) -> Result<Rule, String> {
         "key" => Some(FileKind::Key),
         "config" => Some(FileKind::Config),
         "lock" => Some(FileKind::Lock),
-        k => return Err(format!("unknown file kind {k:?}")),
+        k => return Err(FaultRuleError::Kind(k.to_string())),
     };
-    let nth = nth.parse().map_err(|_| format!("bad count in {s:?}"))?;
+    let nth = nth.parse().map_err(|_| FaultRuleError::Count(s.to_string()))?;
     Ok(Rule {
         action,
         op,
@@ -107,8 +126,8 @@ fn parse_rule(s: &str) -> Result<Rule, String> {
 }
 
 impl FaultBackend {
-    /// Wraps `inner` if `LIFEBOAT_TEST_FAULTS` is set.
-    pub fn from_env(inner: Arc<dyn Backend>) -> Result<Arc<dyn Backend>, String> {
+    /// Wraps `inner` if `LIFEBOAT_TEST_FAULTS` is set; `FaultRules` if it does not parse.
+    pub fn from_env(inner: Arc<dyn Backend>) -> BResult<Arc<dyn Backend>> {
         match std::env::var("LIFEBOAT_TEST_FAULTS") {
             Ok(spec) if !spec.trim().is_empty() => {
                 let rules = spec
@@ -243,5 +262,39 @@ impl Backend for FaultBackend {
         let r = self.inner.remove(kind, name).await;
         Self::after(&acts, &what);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules() {
+        let r = parse_rule("delay-50:read_range:pack:3").unwrap();
+        assert_eq!(
+            (r.action, r.op, r.kind, r.nth),
+            (Action::Delay(50), Some(Op::ReadRange), Some(FileKind::Pack), 3)
+        );
+        let r = parse_rule("abort-after:*:*:1").unwrap();
+        assert_eq!((r.action, r.op, r.kind), (Action::AbortAfter, None, None));
+        for (spec, err) in [
+            ("fail:read:pack", FaultRuleError::Shape("fail:read:pack".into())),
+            (
+                "delay-x:read:pack:1",
+                FaultRuleError::Delay("delay-x:read:pack:1".into()),
+            ),
+            ("explode:read:pack:1", FaultRuleError::Action("explode".into())),
+            ("fail:write:pack:1", FaultRuleError::Op("write".into())),
+            ("fail:read:blob:1", FaultRuleError::Kind("blob".into())),
+            ("fail:read:pack:one", FaultRuleError::Count("fail:read:pack:one".into())),
+        ] {
+            assert_eq!(parse_rule(spec).unwrap_err(), err, "{spec}");
+        }
+        // The message a user sees, through the backend error.
+        assert_eq!(
+            BackendError::from(parse_rule("fail:write:pack:1").unwrap_err()).to_string(),
+            "invalid argument: unknown fault operation \"write\""
+        );
     }
 }

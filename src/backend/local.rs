@@ -173,13 +173,7 @@ impl LocalBackend {
             .map_err(|e| Self::io_err(path.display().to_string(), e))?
             .len();
         if offset.checked_add(len).is_none_or(|end| end > size) {
-            return Err(BackendError::ShortRead {
-                kind,
-                name: name.to_string(),
-                offset,
-                wanted: len,
-                size,
-            });
+            return Err(BackendError::short_read(kind, name, offset, len, size));
         }
         let mut buf = vec![0u8; len as usize];
         f.seek(SeekFrom::Start(offset))

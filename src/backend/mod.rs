@@ -8,6 +8,11 @@
 //! - a missing file is reported as `NotFound`, never as an empty read.
 //! - `list` returns every file of a kind; retries, limits and fault injection
 //!   are wrappers around a backend, not part of one.
+//!
+//! Errors are [`BackendError`], each transient or permanent
+//! ([`BackendError::is_transient`]). This module sits below the repository
+//! layers: it uses only the foundation modules `crate::id` and `crate::iobuf`,
+//! and `crate::Error` wraps its errors, never the other way round.
 
 pub mod asof;
 pub mod fault;
@@ -83,17 +88,73 @@ pub enum BackendError {
     /// Lock retention has not expired (or a legal hold is set).
     #[error("{what} is protected by Object Lock until its retention date")]
     Locked { what: String },
-    /// The storage service answered with an error (after retries, if it was transient).
+    /// The storage service failed, or answered with an error (after the
+    /// client's own retries, if it was transient).
     #[error("storage service error on {what}: {message}")]
-    Remote { what: String, message: String },
+    Remote {
+        what: String,
+        message: String,
+        /// Whether the failure was transient (see [`BackendError::is_transient`]).
+        transient: bool,
+    },
     /// The storage service cannot do what was asked (configuration, capability).
     #[error("{0}")]
     Unsupported(String),
+    /// A repository URL of a scheme no backend handles.
+    #[error("invalid argument: unsupported repository URL {url:?}: use a local directory or s3://BUCKET[/PREFIX]")]
+    InvalidLocation { url: String },
+    /// `LIFEBOAT_TEST_FAULTS` does not parse (tests only).
+    #[error("invalid argument: {0}")]
+    FaultRules(#[from] fault::FaultRuleError),
 }
 
 impl BackendError {
+    /// `ShortRead`: `wanted` bytes at `offset` of a file of `size` bytes.
+    pub fn short_read(kind: FileKind, name: &str, offset: u64, wanted: u64, size: u64) -> BackendError {
+        BackendError::ShortRead {
+            kind,
+            name: name.to_string(),
+            offset,
+            wanted,
+            size,
+        }
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, BackendError::NotFound { .. })
+    }
+
+    /// Transient or permanent. Transient: the same call, repeated unchanged
+    /// a little later, may well succeed, because what failed was the way
+    /// there or the store's momentary state: a timeout, a broken connection
+    /// or body transfer, an answer of the kind "slow down" or "try again"
+    /// (HTTP 408, 429, 500, 502, 503, 504 and their S3 error codes), an
+    /// interrupted or timed-out local I/O call. Permanent: everything else —
+    /// missing or existing files, short reads, locks, a full disk, refused
+    /// requests (other 4xx), configuration and invalid arguments, and
+    /// failures lifeboat detected itself (such as an upload whose checksum
+    /// did not verify) — which repeating will not fix until someone acts.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BackendError::Remote { transient, .. } => *transient,
+            BackendError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            ),
+            BackendError::NotFound { .. }
+            | BackendError::AlreadyExists { .. }
+            | BackendError::ShortRead { .. }
+            | BackendError::NoSpace { .. }
+            | BackendError::Locked { .. }
+            | BackendError::Unsupported(_)
+            | BackendError::InvalidLocation { .. }
+            | BackendError::FaultRules(_) => false,
+        }
     }
 }
 
@@ -231,15 +292,62 @@ pub struct OpenOptions {
 /// Opens the backend a repository URL names: `s3://BUCKET[/PREFIX]`, or a
 /// local directory (a plain path or `local:PATH`). `LIFEBOAT_TEST_FAULTS`
 /// wraps it in [`fault::FaultBackend`] (tests only).
-pub async fn open(url: &str, opts: &OpenOptions) -> Result<std::sync::Arc<dyn Backend>, crate::Error> {
+pub async fn open(url: &str, opts: &OpenOptions) -> BResult<std::sync::Arc<dyn Backend>> {
     let b: std::sync::Arc<dyn Backend> = if url.starts_with("s3://") {
         std::sync::Arc::new(s3::S3Backend::open(url, &opts.s3).await?)
     } else if url.contains("://") {
-        return Err(crate::Error::InvalidArgument(format!(
-            "unsupported repository URL {url:?}: use a local directory or s3://BUCKET[/PREFIX]"
-        )));
+        return Err(BackendError::InvalidLocation { url: url.to_string() });
     } else {
         std::sync::Arc::new(local::LocalBackend::new(url.strip_prefix("local:").unwrap_or(url)))
     };
-    fault::FaultBackend::from_env(b).map_err(crate::Error::InvalidArgument)
+    fault::FaultBackend::from_env(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_or_permanent() {
+        let io = |kind: std::io::ErrorKind| BackendError::Io {
+            what: "read pack p".into(),
+            source: kind.into(),
+        };
+        assert!(io(std::io::ErrorKind::TimedOut).is_transient());
+        assert!(io(std::io::ErrorKind::Interrupted).is_transient());
+        assert!(!io(std::io::ErrorKind::PermissionDenied).is_transient());
+        assert!(!io(std::io::ErrorKind::Other).is_transient());
+        let remote = |transient| BackendError::Remote {
+            what: "read pack p".into(),
+            message: "HTTP 503".into(),
+            transient,
+        };
+        assert!(remote(true).is_transient());
+        assert!(!remote(false).is_transient());
+        for permanent in [
+            BackendError::NotFound {
+                kind: FileKind::Pack,
+                name: "p".into(),
+            },
+            BackendError::AlreadyExists {
+                kind: FileKind::Pack,
+                name: "p".into(),
+            },
+            BackendError::NoSpace { what: "p".into() },
+            BackendError::Locked { what: "p".into() },
+            BackendError::Unsupported("no versions".into()),
+            BackendError::InvalidLocation { url: "ftp://x".into() },
+        ] {
+            assert!(!permanent.is_transient(), "{permanent:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unsupported_url_is_an_invalid_argument() {
+        let err = open("ftp://x", &OpenOptions::default()).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid argument: unsupported repository URL \"ftp://x\": use a local directory or s3://BUCKET[/PREFIX]"
+        );
+    }
 }
