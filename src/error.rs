@@ -55,6 +55,8 @@ pub enum Error {
     UnsupportedVersion { found: u32, supported: u32 },
     #[error("{what} failed authentication: damaged, truncated or not from this repository")]
     Integrity { what: String },
+    #[error("{what} is {size} bytes, more than the {max} such a file can have: damaged or not lifeboat's; skipped")]
+    TooLarge { what: String, size: u64, max: u64 },
     #[error("{what} is malformed: {reason}")]
     Format { what: String, reason: String },
     #[error("blob {0} is not in the index")]

@@ -188,6 +188,9 @@ impl Backend for FaultBackend {
     fn concurrency(&self) -> usize {
         self.inner.concurrency()
     }
+    async fn stale_temporaries(&self, min_age: std::time::Duration, remove: bool) -> BResult<super::Leftovers> {
+        self.inner.stale_temporaries(min_age, remove).await
+    }
     fn versioned(&self) -> Option<&dyn super::Versioned> {
         self.inner.versioned()
     }

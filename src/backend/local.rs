@@ -20,6 +20,30 @@ use super::{BResult, Backend, BackendError, FileInfo, FileKind};
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     root: PathBuf,
+    /// Modes of new files and folders, decided once from the root's mode.
+    modes: std::sync::Arc<std::sync::OnceLock<Modes>>,
+}
+
+/// Permission bits for what the backend creates: private (0600/0700) unless
+/// the repository's folder is already group-readable (then 0640/0750, so a
+/// group set up to read backups keeps reading them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Modes {
+    file: u32,
+    dir: u32,
+}
+
+impl Modes {
+    const PRIVATE: Modes = Modes { file: 0o600, dir: 0o700 };
+    const GROUP: Modes = Modes { file: 0o640, dir: 0o750 };
+
+    fn for_root(root: &Path) -> Modes {
+        use std::os::unix::fs::PermissionsExt;
+        match fs::metadata(root) {
+            Ok(m) if m.permissions().mode() & 0o040 != 0 => Modes::GROUP,
+            _ => Modes::PRIVATE,
+        }
+    }
 }
 
 const TMP_PREFIX: &str = ".tmp-";
@@ -77,7 +101,10 @@ fn write_direct(f: &mut File, data: &[u8]) -> io::Result<usize> {
 
 impl LocalBackend {
     pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
-        LocalBackend { root: root.into() }
+        LocalBackend {
+            root: root.into(),
+            modes: Default::default(),
+        }
     }
 
     fn path(&self, kind: FileKind, name: &str) -> PathBuf {
@@ -89,6 +116,18 @@ impl LocalBackend {
             }
             _ => self.root.join(kind.dir()).join(name),
         }
+    }
+
+    fn modes(&self) -> Modes {
+        *self.modes.get_or_init(|| Modes::for_root(&self.root))
+    }
+
+    fn mkdir(&self, dir: &Path, recursive: bool) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(recursive)
+            .mode(self.modes().dir)
+            .create(dir)
     }
 
     fn io_err(what: impl Into<String>, e: io::Error) -> BackendError {
@@ -115,12 +154,13 @@ impl LocalBackend {
         let path = self.path(kind, name);
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         if kind == FileKind::Pack {
-            fs::create_dir_all(&dir).map_err(|e| Self::io_err(dir.display().to_string(), e))?;
+            self.mkdir(&dir, true)
+                .map_err(|e| Self::io_err(dir.display().to_string(), e))?;
         } else if dir != self.root && !dir.is_dir() {
             // A repository copied by a tool that drops empty folders (git,
             // some sync tools) has no `locks/`: make the kind's folder, but
             // never the repository root itself.
-            match fs::create_dir(&dir) {
+            match self.mkdir(&dir, false) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(Self::io_err(dir.display().to_string(), e)),
@@ -130,14 +170,18 @@ impl LocalBackend {
         let res = (|| -> io::Result<()> {
             let direct = kind == FileKind::Pack && direct_io_wanted(data);
             let mut opts = OpenOptions::new();
-            opts.write(true).create_new(true);
+            opts.write(true).create_new(true).mode(self.modes().file);
             if direct {
                 opts.custom_flags(libc::O_DIRECT);
             }
             let mut f = match opts.open(&tmp) {
                 // Filesystems without O_DIRECT refuse the open: write buffered.
                 Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                    OpenOptions::new().write(true).create_new(true).open(&tmp)?
+                    OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(self.modes().file)
+                        .open(&tmp)?
                 }
                 r => r?,
             };
@@ -180,6 +224,48 @@ impl LocalBackend {
             .and_then(|_| f.read_exact(&mut buf))
             .map_err(|e| Self::io_err(path.display().to_string(), e))?;
         Ok(Bytes::from(buf))
+    }
+
+    /// Every folder a writer puts temporary files in: the root (config),
+    /// each kind's folder and the pack subfolders.
+    fn temp_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.root.clone()];
+        for k in [FileKind::Key, FileKind::Index, FileKind::Snapshot, FileKind::Lock] {
+            dirs.push(self.root.join(k.dir()));
+        }
+        let packs = self.root.join(FileKind::Pack.dir());
+        if let Ok(rd) = fs::read_dir(&packs) {
+            dirs.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+        dirs
+    }
+
+    fn stale_temporaries_sync(&self, min_age: std::time::Duration, remove: bool) -> BResult<super::Leftovers> {
+        let mut found = super::Leftovers::default();
+        let now = std::time::SystemTime::now();
+        for d in self.temp_dirs() {
+            let Ok(rd) = fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                if !e.file_name().as_encoded_bytes().starts_with(TMP_PREFIX.as_bytes()) {
+                    continue;
+                }
+                let Ok(md) = e.metadata() else { continue };
+                let age = md.modified().ok().and_then(|m| now.duration_since(m).ok());
+                if !md.is_file() || age.is_none_or(|a| a < min_age) {
+                    continue;
+                }
+                if remove {
+                    match fs::remove_file(e.path()) {
+                        Ok(()) => {}
+                        Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                        Err(err) => return Err(Self::io_err(e.path().display().to_string(), err)),
+                    }
+                }
+                found.files += 1;
+                found.bytes += md.len();
+            }
+        }
+        Ok(found)
     }
 
     fn list_sync(&self, kind: FileKind) -> BResult<Vec<FileInfo>> {
@@ -261,6 +347,16 @@ impl Backend for LocalBackend {
                     });
                 }
             }
+            if !me.root.exists() {
+                // A new repository folder is private; an existing empty one
+                // keeps the mode its owner gave it.
+                use std::os::unix::fs::DirBuilderExt;
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(Modes::PRIVATE.dir)
+                    .create(&me.root)
+                    .map_err(|e| Self::io_err(me.root.display().to_string(), e))?;
+            }
             for k in [
                 FileKind::Key,
                 FileKind::Pack,
@@ -269,7 +365,8 @@ impl Backend for LocalBackend {
                 FileKind::Lock,
             ] {
                 let d = me.root.join(k.dir());
-                fs::create_dir_all(&d).map_err(|e| Self::io_err(d.display().to_string(), e))?;
+                me.mkdir(&d, true)
+                    .map_err(|e| Self::io_err(d.display().to_string(), e))?;
             }
             sync_dir(&me.root).map_err(|e| Self::io_err(me.root.display().to_string(), e))
         })
@@ -313,6 +410,11 @@ impl Backend for LocalBackend {
     async fn list(&self, kind: FileKind) -> BResult<Vec<FileInfo>> {
         let me = self.clone();
         blocking(move || me.list_sync(kind)).await
+    }
+
+    async fn stale_temporaries(&self, min_age: std::time::Duration, remove: bool) -> BResult<super::Leftovers> {
+        let me = self.clone();
+        blocking(move || me.stale_temporaries_sync(min_age, remove)).await
     }
 
     async fn remove(&self, kind: FileKind, name: &str) -> BResult<()> {

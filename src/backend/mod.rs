@@ -281,6 +281,20 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn versioned(&self) -> Option<&dyn Versioned> {
         None
     }
+    /// Temporary files left by writers that died mid-write, older than
+    /// `min_age`; removed too when `remove` is set. Stores that never leave
+    /// any (S3 writes are atomic) have none.
+    async fn stale_temporaries(&self, min_age: std::time::Duration, remove: bool) -> BResult<Leftovers> {
+        let _ = (min_age, remove);
+        Ok(Leftovers::default())
+    }
+}
+
+/// What [`Backend::stale_temporaries`] found (and removed, if asked).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Leftovers {
+    pub files: usize,
+    pub bytes: u64,
 }
 
 /// How to reach a repository's storage, beyond its URL.

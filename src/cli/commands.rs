@@ -100,8 +100,18 @@ pub(super) async fn locked(repo: &Repository, exclusive: bool) -> Result<Lease, 
 
 /// One line describing a prune, for humans (prune and forget --prune).
 pub(super) fn prune_summary_line(s: &lifeboat::ops::prune::PruneSummary) -> String {
+    let temps = if s.temporary_files_removed > 0 {
+        format!(
+            "; {} temporary file(s) of interrupted writers {} ({})",
+            s.temporary_files_removed,
+            if s.dry_run { "found" } else { "removed" },
+            human_bytes(s.temporary_bytes_removed)
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{}{} snapshots, {} packs: {} deleted, {} repacked ({} moved), {} unreferenced deleted; {} freed",
+        "{}{} snapshots, {} packs: {} deleted, {} repacked ({} moved), {} unreferenced deleted; {} freed{temps}",
         if s.dry_run { "dry run: " } else { "" },
         s.snapshots,
         s.packs_total,

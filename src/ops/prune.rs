@@ -79,8 +79,16 @@ pub struct PruneSummary {
     pub bytes_freed: u64,
     pub bytes_repacked: u64,
     pub index_files_replaced: usize,
+    /// Temporary files of writers that died mid-write (older than
+    /// [`TEMP_MIN_AGE`]), removed (or, in a dry run, found).
+    pub temporary_files_removed: usize,
+    pub temporary_bytes_removed: u64,
     pub dry_run: bool,
 }
+
+/// Temporary files younger than this may belong to a writer still running
+/// (one that lost its lease while suspended); older ones are leftovers.
+pub const TEMP_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 #[derive(Default, Clone, Copy)]
 struct PackUse {
@@ -267,6 +275,9 @@ pub async fn prune(repo: &Repository, lock: &Lease, opts: &PruneOptions) -> Resu
     summary.packs_repacked = repack.len();
     summary.packs_unreferenced_deleted = unreferenced.len();
     summary.index_files_replaced = index_files.len();
+    let temps = backend.stale_temporaries(TEMP_MIN_AGE, !opts.dry_run).await?;
+    summary.temporary_files_removed = temps.files;
+    summary.temporary_bytes_removed = temps.bytes;
     if opts.dry_run || (delete.is_empty() && repack.is_empty() && unreferenced.is_empty()) {
         summary.index_files_replaced = 0;
         return Ok(summary);

@@ -131,6 +131,11 @@ impl KeyFile {
         if bytes.len() > 64 * 1024 {
             return Err(damaged("larger than 64 KiB".into()));
         }
+        // The name is the hash of the bytes: any flipped byte shows here,
+        // before a password is tried (so damage is never "wrong password").
+        if Self::name_of(bytes) != name {
+            return Err(damaged("its content does not match its name (BLAKE3)".into()));
+        }
         let kf: KeyFile = serde_json::from_slice(bytes).map_err(|e| damaged(format!("not valid JSON: {e}")))?;
         if kf.version > 1 {
             return Err(Error::UnsupportedVersion {
@@ -199,19 +204,37 @@ mod tests {
         let mut kf = KeyFile::create(&m, b"pw", fast()).unwrap();
         kf.kdf.memory_kib = u32::MAX;
         let bytes = kf.to_bytes();
-        assert!(matches!(KeyFile::parse("k", &bytes), Err(Error::KeyDamaged { .. })));
-        kf.kdf.memory_kib = 64;
-        kf.kdf.iterations = 1_000_000;
         assert!(matches!(
-            KeyFile::parse("k", &kf.to_bytes()),
+            KeyFile::parse(&KeyFile::name_of(&bytes), &bytes),
             Err(Error::KeyDamaged { .. })
         ));
+        kf.kdf.memory_kib = 64;
+        kf.kdf.iterations = 1_000_000;
+        let bytes = kf.to_bytes();
+        assert!(matches!(
+            KeyFile::parse(&KeyFile::name_of(&bytes), &bytes),
+            Err(Error::KeyDamaged { .. })
+        ));
+    }
+
+    /// A flipped byte anywhere is damage, found before any password is tried.
+    #[test]
+    fn a_flipped_byte_is_damage_not_a_wrong_password() {
+        let m = MasterKey::generate();
+        let bytes = KeyFile::create(&m, b"pw", fast()).unwrap().to_bytes();
+        let name = KeyFile::name_of(&bytes);
+        for i in [0, bytes.len() / 2, bytes.len() - 2] {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            assert!(matches!(KeyFile::parse(&name, &bad), Err(Error::KeyDamaged { .. })), "byte {i}");
+        }
     }
 
     proptest::proptest! {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
-            let _ = KeyFile::parse("k", &bytes).map(|k| k.open("k", b"pw"));
+            let name = KeyFile::name_of(&bytes);
+            let _ = KeyFile::parse(&name, &bytes).map(|k| k.open(&name, b"pw"));
         }
     }
 }

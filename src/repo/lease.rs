@@ -169,6 +169,10 @@ impl Lease {
                 continue;
             }
             let Ok(id) = f.name.parse::<Id>() else { continue };
+            if repofile::check_size(FileKind::Lock, &f.name, f.size).is_err() {
+                tracing::warn!("ignoring lock file {}: too large to be a lock (`lifeboat unlock` removes it)", f.name);
+                continue;
+            }
             let data = match backend.read(FileKind::Lock, &f.name).await {
                 Ok(d) => d,
                 Err(e) if e.is_not_found() => continue, // released meanwhile
@@ -258,7 +262,10 @@ pub async fn unlock(backend: &Arc<dyn Backend>, cipher: &Cipher, all: bool) -> R
     let now = Utc::now();
     let mut n = 0;
     for f in backend.list(FileKind::Lock).await? {
-        let stale = match f.name.parse::<Id>() {
+        // Too large to be a lock: damage or junk, never a live lease.
+        let oversized = repofile::check_size(FileKind::Lock, &f.name, f.size).is_err();
+        let stale = oversized
+            || match f.name.parse::<Id>() {
             Ok(id) => match backend.read(FileKind::Lock, &f.name).await {
                 Ok(d) => repofile::open(cipher, Magic::Lock, &id, &d, "lock")
                     .ok()

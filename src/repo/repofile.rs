@@ -12,6 +12,7 @@
 //! before anything is decrypted, so a newer repository is refused with a clear
 //! message rather than a failed MAC.
 
+use crate::backend::FileKind;
 use crate::id::Id;
 use crate::repo::crypto::{Cipher, SEAL_OVERHEAD};
 use crate::{Error, Result};
@@ -111,8 +112,34 @@ pub fn open(cipher: &Cipher, magic: Magic, id: &Id, data: &[u8], what: &str) -> 
     }
 }
 
+/// The largest file of each kind lifeboat reads whole (docs/format.md §2):
+/// anything bigger is damage or not lifeboat's, and is refused before a
+/// byte of it is read, so a huge (or sparse) file cannot exhaust memory.
+/// Packs are never read whole.
+pub fn max_file_size(kind: FileKind) -> u64 {
+    match kind {
+        FileKind::Config | FileKind::Key | FileKind::Lock => 64 << 10,
+        FileKind::Snapshot => 16 << 20,
+        FileKind::Index => 64 << 20,
+        FileKind::Pack => u64::MAX,
+    }
+}
+
+/// Refuses a file of `kind` whose listed or stated size exceeds its bound.
+pub fn check_size(kind: FileKind, name: &str, size: u64) -> Result<()> {
+    let max = max_file_size(kind);
+    if size > max {
+        return Err(Error::TooLarge {
+            what: format!("{kind} {}", crate::util::short_name(name)),
+            size,
+            max,
+        });
+    }
+    Ok(())
+}
+
 /// zstd decompression that refuses to produce more than `limit` bytes.
-pub fn decompress_bounded(data: &[u8], limit: usize) -> std::result::Result<Vec<u8>, String> {
+pub fn decompress_bounded(data: &[u8], limit: usize) -> std::result::Result<Vec<u8>, crate::error::Invalid> {
     use std::io::Read;
     let mut dec = zstd::stream::read::Decoder::new(data).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
@@ -121,7 +148,7 @@ pub fn decompress_bounded(data: &[u8], limit: usize) -> std::result::Result<Vec<
         .read_to_end(&mut out)
         .map_err(|e| format!("decompression failed: {e}"))?;
     if n > limit {
-        return Err(format!("payload larger than {limit} bytes"));
+        return Err(format!("payload larger than {limit} bytes").into());
     }
     Ok(out)
 }

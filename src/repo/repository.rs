@@ -101,6 +101,11 @@ impl Repository {
 
     /// Opens an existing repository, trying every key file with the password.
     pub async fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
+        match backend.stat(FileKind::Config, "config").await {
+            Ok(info) => repofile::check_size(FileKind::Config, "config", info.size)?,
+            Err(e) if e.is_not_found() => return Err(Error::RepoNotFound(backend.location())),
+            Err(e) => return Err(e.into()),
+        }
         let config_bytes = match backend.read(FileKind::Config, "config").await {
             Ok(b) => b,
             Err(e) if e.is_not_found() => return Err(Error::RepoNotFound(backend.location())),
@@ -136,6 +141,13 @@ impl Repository {
         let keys = backend.list(FileKind::Key).await?;
         let mut damaged: Option<Error> = None;
         for k in &keys {
+            if let Err(e) = repofile::check_size(FileKind::Key, &k.name, k.size) {
+                damaged = Some(Error::KeyDamaged {
+                    name: crate::util::short_name(&k.name),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
             let bytes = backend.read(FileKind::Key, &k.name).await?;
             let kf = match KeyFile::parse(&k.name, &bytes) {
                 Ok(kf) => kf,
@@ -156,10 +168,11 @@ impl Repository {
             }
         }
         match damaged {
-            // Only a damaged key could have been the right one: say so.
-            Some(Error::KeyDamaged { name, reason }) => Err(Error::Context {
-                context: format!("key file {name} is damaged ({reason}) and no other key matches"),
-                source: Box::new(Error::WrongPassword),
+            // Only a damaged key could have been the right one: say so
+            // (damage, not a wrong password: exit 1, not 12).
+            Some(Error::KeyDamaged { name, reason }) => Err(Error::KeyDamaged {
+                name,
+                reason: format!("{reason}; no intact key file matches this password"),
             }),
             _ => Err(Error::WrongPassword),
         }
@@ -191,8 +204,16 @@ impl Repository {
             tracing::warn!("ignoring stray file index/{name}");
         }
         let mut index = Index::new();
-        for (_, file) in read.files {
-            for p in &file?.packs {
+        for (id, file) in read.files {
+            let file = match file {
+                // Cannot be an index file: skipping it only costs dedup.
+                Err(e @ Error::TooLarge { .. }) => {
+                    tracing::warn!("ignoring index file {}: {e}", id.short());
+                    continue;
+                }
+                other => other?,
+            };
+            for p in &file.packs {
                 index.add_pack(p);
             }
         }
@@ -209,15 +230,18 @@ impl Repository {
         let mut ids = Vec::new();
         for f in self.backend.list(FileKind::Index).await? {
             match f.name.parse::<Id>() {
-                Ok(id) => ids.push(id),
+                Ok(id) => ids.push((id, f.size)),
                 Err(_) => out.stray.push(f.name),
             }
         }
         out.stray.sort();
         let (backend, key, cipher) = (&self.backend, &self.key, &self.cipher);
-        out.files = crate::fanout::bounded(ids, INDEX_READ_PARALLELISM, |id| {
+        out.files = crate::fanout::bounded(ids, INDEX_READ_PARALLELISM, |(id, size)| {
             let (backend, key, cipher) = (backend.clone(), key.clone(), cipher.clone());
             async move {
+                if let Err(e) = repofile::check_size(FileKind::Index, &id.to_hex(), size) {
+                    return (id, Err(e));
+                }
                 let res = match backend.read(FileKind::Index, &id.to_hex()).await {
                     Ok(data) => tokio::task::spawn_blocking(move || decode_index_file(&key, &cipher, &id, &data))
                         .await

@@ -95,6 +95,10 @@ impl Snapshot {
         let mut out = Vec::with_capacity(files.len());
         for f in files {
             let Ok(id) = f.name.parse::<Id>() else { continue };
+            if let Err(e) = crate::repo::repofile::check_size(FileKind::Snapshot, &f.name, f.size) {
+                tracing::warn!("skipping snapshot {}: {e}", id.short());
+                continue;
+            }
             match Snapshot::load(repo, &id).await {
                 Ok(s) => out.push((id, s)),
                 Err(e @ Error::UnsupportedVersion { .. }) => return Err(e),

@@ -1,0 +1,207 @@
+//! Repository damage (issue #11): damage is named for what it is, stays
+//! where it happened, and never reads as something else.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+const PW: &str = "a long enough password";
+
+fn new_repo(name: &str) -> (TestDir, Lb) {
+    let t = TestDir::new(name);
+    let lb = Lb::new(t.path().join("repo"), PW);
+    let out = lb.run(["init", "--kdf-memory-kib", "8192", "--kdf-iterations", "1"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    (t, lb)
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn flip_byte(p: &Path, at: usize) {
+    let mut b = fs::read(p).expect("read");
+    b[at] ^= 0x20;
+    fs::write(p, b).expect("write");
+}
+
+/// Finding 5: a damaged key file is "damaged", not "wrong password" (exit 1,
+/// not 12), whether it is the only key or a second one; the intact key still
+/// opens the repository and `key list` names the damaged one.
+#[test]
+fn a_damaged_key_file_is_named_as_damage_not_a_wrong_password() {
+    let (_t, lb) = new_repo("dmg-key");
+    let mut c = lb.cmd(["key", "add"]);
+    c.env("LIFEBOAT_NEW_PASSWORD", "the second password");
+    let out = run_cmd(c);
+    assert!(out.status.success(), "{}", describe(&out));
+    let keys = files_in(&lb.repo.join("keys"));
+    assert_eq!(keys.len(), 2);
+    // Damage the second key: find it by opening with its password after the flip.
+    let listed = parse_json(&lb.run(["key", "list", "--json"]).stdout);
+    let current = listed
+        .as_array()
+        .and_then(|a| a.iter().find(|k| k["current"] == true))
+        .and_then(|k| k["id"].as_str())
+        .expect("current key")
+        .to_string();
+    let second = keys
+        .iter()
+        .find(|k| k.file_name().is_some_and(|n| n.to_string_lossy() != current))
+        .expect("second key")
+        .clone();
+    let len = fs::metadata(&second).expect("stat").len() as usize;
+    flip_byte(&second, len / 2);
+
+    let out = lb.with_password("the second password").run(["snapshots"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(stderr_str(&out).contains("is damaged"), "{}", describe(&out));
+    assert_one_line_error(&out, "opening with the damaged key's password");
+
+    // A plainly wrong password is still exit 12 when no key is damaged...
+    let out = lb.with_password("not a password of this repository").run(["snapshots"]);
+    assert!(matches!(out.status.code(), Some(1) | Some(12)), "{}", describe(&out));
+    // ...and the intact key works and lists the damaged one with its error.
+    let out = lb.run(["key", "list", "--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let rows = parse_json(&out.stdout);
+    let errors: Vec<_> = rows
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|k| k.get("error").is_some())
+        .collect();
+    assert_eq!(errors.len(), 1, "{rows}");
+    assert!(errors[0]["error"].as_str().unwrap_or("").contains("damaged"), "{rows}");
+}
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p).expect("stat").permissions().mode() & 0o777
+}
+
+/// Finding 11: a local repository is private (files 0600, folders 0700),
+/// unless its folder was made group-readable on purpose (then 0640/0750).
+#[test]
+fn local_repository_files_are_private_unless_the_folder_is_group_readable() {
+    let (t, lb) = new_repo("dmg-modes");
+    let src = t.path().join("src");
+    fs::create_dir(&src).expect("mkdir");
+    fs::write(src.join("f"), b"some data").expect("write");
+    lb.backup(&[&src], &[]);
+    assert_eq!(mode_of(&lb.repo), 0o700);
+    let mut checked = 0;
+    walk(&lb.repo, &mut |_, p, md| {
+        let want = if md.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode_of(p), want, "{}", p.display());
+        checked += 1;
+    });
+    assert!(checked > 8, "only {checked} entries");
+
+    let shared = t.path().join("shared");
+    fs::create_dir(&shared).expect("mkdir");
+    fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o750)).expect("chmod");
+    let lb2 = Lb::new(&shared, PW);
+    let out = lb2.run(["init", "--kdf-memory-kib", "8192", "--kdf-iterations", "1"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    lb2.backup(&[&src], &[]);
+    walk(&shared, &mut |_, p, md| {
+        let want = if md.is_dir() { 0o750 } else { 0o640 };
+        assert_eq!(mode_of(p), want, "{}", p.display());
+    });
+}
+
+/// Finding 12: temporary files of killed writers are removed by prune once
+/// they are old enough to belong to no running writer; young ones stay.
+#[test]
+fn prune_removes_old_temporary_files_of_killed_writers() {
+    let (t, lb) = new_repo("dmg-temps");
+    let src = t.path().join("src");
+    fs::create_dir(&src).expect("mkdir");
+    fs::write(src.join("f"), b"some data").expect("write");
+    lb.backup(&[&src], &[]);
+    let data_dir = files_in(&lb.repo.join("data"))[0].clone();
+    let old = data_dir.join(".tmp-deadbeef-1234");
+    let young = lb.repo.join("snapshots").join(".tmp-cafe-5678");
+    fs::write(&old, vec![7u8; 100_000]).expect("write");
+    fs::write(&young, b"in flight").expect("write");
+    set_mtime(&old, 1_000_000_000, 0);
+
+    let out = lb.run(["prune", "--dry-run", "--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(parse_json(&out.stdout)["temporary_files_removed"], 1, "{}", describe(&out));
+    assert!(old.exists(), "a dry run removed a file");
+
+    let out = lb.run(["prune", "--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let v = parse_json(&out.stdout);
+    assert_eq!(v["temporary_files_removed"], 1, "{v}");
+    assert_eq!(v["temporary_bytes_removed"], 100_000, "{v}");
+    assert!(!old.exists(), "the old leftover survived prune");
+    assert!(young.exists(), "prune removed a temporary file young enough to be in use");
+}
+
+fn sparse_file(p: &Path, size: u64) {
+    let f = fs::File::create(p).expect("create");
+    f.set_len(size).expect("set_len");
+}
+
+/// Peak RSS of a finished child, in KiB, from `/usr/bin/time -f %M`.
+fn peak_rss_kib(lb: &Lb, args: &[&str]) -> (std::process::Output, u64) {
+    let mut c = std::process::Command::new("/usr/bin/time");
+    c.args(["-f", "peak-rss-kib=%M"]).arg(lifeboat()).args(args);
+    lb.apply_env(&mut c);
+    let out = run_cmd(c);
+    let err = stderr_str(&out);
+    let kib = err
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {err}"));
+    (out, kib)
+}
+
+/// Finding 7: huge (sparse) files in `locks/`, `index/`, `snapshots/` and
+/// `keys/` are refused before they are read: every command stays under a
+/// fixed memory bound, and `unlock` removes the oversized lock file.
+#[test]
+fn huge_files_in_the_repository_are_refused_before_they_are_read() {
+    if !std::path::Path::new("/usr/bin/time").exists() {
+        eprintln!("note: /usr/bin/time missing (Debian package time); skipping");
+        return;
+    }
+    let (t, lb) = new_repo("dmg-huge");
+    let src = t.path().join("src");
+    fs::create_dir(&src).expect("mkdir");
+    fs::write(src.join("f"), b"some data").expect("write");
+    lb.backup(&[&src], &[]);
+    let huge = 4u64 << 30;
+    let name = "ab".repeat(32);
+    for dir in ["locks", "index", "snapshots", "keys"] {
+        sparse_file(&lb.repo.join(dir).join(&name), huge);
+    }
+    // The bound: well under the 4 GiB files, above a normal run's ~50 MiB.
+    const BOUND_KIB: u64 = 200 * 1024;
+    for args in [
+        &["snapshots"][..],
+        &["backup", src.to_str().expect("utf-8")][..],
+        &["check"][..],
+        &["unlock"][..],
+    ] {
+        let (out, kib) = peak_rss_kib(&lb, args);
+        assert!(kib < BOUND_KIB, "{args:?} peaked at {kib} KiB: {}", describe(&out));
+        assert!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "{args:?} did not end cleanly: {}",
+            describe(&out)
+        );
+    }
+    assert!(!lb.repo.join("locks").join(&name).exists(), "unlock left the oversized lock file");
+}
