@@ -136,7 +136,12 @@ fn prune_removes_old_temporary_files_of_killed_writers() {
 
     let out = lb.run(["prune", "--dry-run", "--json"]);
     assert!(out.status.success(), "{}", describe(&out));
-    assert_eq!(parse_json(&out.stdout)["temporary_files_removed"], 1, "{}", describe(&out));
+    assert_eq!(
+        parse_json(&out.stdout)["temporary_files_removed"],
+        1,
+        "{}",
+        describe(&out)
+    );
     assert!(old.exists(), "a dry run removed a file");
 
     let out = lb.run(["prune", "--json"]);
@@ -145,7 +150,10 @@ fn prune_removes_old_temporary_files_of_killed_writers() {
     assert_eq!(v["temporary_files_removed"], 1, "{v}");
     assert_eq!(v["temporary_bytes_removed"], 100_000, "{v}");
     assert!(!old.exists(), "the old leftover survived prune");
-    assert!(young.exists(), "prune removed a temporary file young enough to be in use");
+    assert!(
+        young.exists(),
+        "prune removed a temporary file young enough to be in use"
+    );
 }
 
 fn sparse_file(p: &Path, size: u64) {
@@ -203,5 +211,8 @@ fn huge_files_in_the_repository_are_refused_before_they_are_read() {
             describe(&out)
         );
     }
-    assert!(!lb.repo.join("locks").join(&name).exists(), "unlock left the oversized lock file");
+    assert!(
+        !lb.repo.join("locks").join(&name).exists(),
+        "unlock left the oversized lock file"
+    );
 }

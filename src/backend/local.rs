@@ -34,8 +34,14 @@ struct Modes {
 }
 
 impl Modes {
-    const PRIVATE: Modes = Modes { file: 0o600, dir: 0o700 };
-    const GROUP: Modes = Modes { file: 0o640, dir: 0o750 };
+    const PRIVATE: Modes = Modes {
+        file: 0o600,
+        dir: 0o700,
+    };
+    const GROUP: Modes = Modes {
+        file: 0o640,
+        dir: 0o750,
+    };
 
     fn for_root(root: &Path) -> Modes {
         use std::os::unix::fs::PermissionsExt;
@@ -176,13 +182,11 @@ impl LocalBackend {
             }
             let mut f = match opts.open(&tmp) {
                 // Filesystems without O_DIRECT refuse the open: write buffered.
-                Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                    OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(self.modes().file)
-                        .open(&tmp)?
-                }
+                Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(self.modes().file)
+                    .open(&tmp)?,
                 r => r?,
             };
             let done = if direct { write_direct(&mut f, data)? } else { 0 };

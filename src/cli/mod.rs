@@ -123,7 +123,7 @@ pub enum Command {
     /// Object Lock upkeep: extend the locks of needed objects, remove expired hidden versions
     Maintenance(lifeboat::ops::maintain::MaintenanceOptions),
     /// Verify the repository: structure, and with --read-data* the data itself
-    Check(cmd_check::CheckArgs),
+    Check(lifeboat::ops::check::CheckOptions),
 }
 
 /// Runs one command: its arguments are parsed; each arm makes one library call.

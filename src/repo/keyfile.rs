@@ -226,7 +226,10 @@ mod tests {
         for i in [0, bytes.len() / 2, bytes.len() - 2] {
             let mut bad = bytes.clone();
             bad[i] ^= 0x01;
-            assert!(matches!(KeyFile::parse(&name, &bad), Err(Error::KeyDamaged { .. })), "byte {i}");
+            assert!(
+                matches!(KeyFile::parse(&name, &bad), Err(Error::KeyDamaged { .. })),
+                "byte {i}"
+            );
         }
     }
 

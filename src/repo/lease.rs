@@ -170,7 +170,10 @@ impl Lease {
             }
             let Ok(id) = f.name.parse::<Id>() else { continue };
             if repofile::check_size(FileKind::Lock, &f.name, f.size).is_err() {
-                tracing::warn!("ignoring lock file {}: too large to be a lock (`lifeboat unlock` removes it)", f.name);
+                tracing::warn!(
+                    "ignoring lock file {}: too large to be a lock (`lifeboat unlock` removes it)",
+                    f.name
+                );
                 continue;
             }
             let data = match backend.read(FileKind::Lock, &f.name).await {
@@ -266,16 +269,16 @@ pub async fn unlock(backend: &Arc<dyn Backend>, cipher: &Cipher, all: bool) -> R
         let oversized = repofile::check_size(FileKind::Lock, &f.name, f.size).is_err();
         let stale = oversized
             || match f.name.parse::<Id>() {
-            Ok(id) => match backend.read(FileKind::Lock, &f.name).await {
-                Ok(d) => repofile::open(cipher, Magic::Lock, &id, &d, "lock")
-                    .ok()
-                    .and_then(|p| serde_json::from_slice::<LockInfo>(&p).ok())
-                    .map(|i| i.is_stale(now))
-                    .unwrap_or(false),
+                Ok(id) => match backend.read(FileKind::Lock, &f.name).await {
+                    Ok(d) => repofile::open(cipher, Magic::Lock, &id, &d, "lock")
+                        .ok()
+                        .and_then(|p| serde_json::from_slice::<LockInfo>(&p).ok())
+                        .map(|i| i.is_stale(now))
+                        .unwrap_or(false),
+                    Err(_) => false,
+                },
                 Err(_) => false,
-            },
-            Err(_) => false,
-        };
+            };
         if all || stale {
             backend.remove(FileKind::Lock, &f.name).await?;
             n += 1;

@@ -1,0 +1,289 @@
+//! The structure check: loading the snapshot files and walking their trees
+//! (the [`SnapshotWalker`]), and naming the snapshots and paths that use an
+//! unusable blob.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::findings::{kind_name, reason, show_path, Finding, FindingKind, Problem};
+use super::{CheckReport, AFFECTED_CAP};
+use crate::backend::{Backend, FileKind};
+use crate::id::Id;
+use crate::repo::blob::{self, BlobKind};
+use crate::repo::crypto::{Cipher, MasterKey};
+use crate::repo::index::Index;
+use crate::repo::snapshot::Snapshot;
+use crate::repo::tree::{Extent, NodeType, Tree};
+use crate::repo::Repository;
+use crate::Result;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PackStatus {
+    Ok,
+    Missing,
+    WrongSize,
+}
+
+/// What every phase needs: storage, keys, the index the check loaded and
+/// what storage says about each indexed pack.
+pub(super) struct Ctx {
+    pub(super) backend: Arc<dyn Backend>,
+    pub(super) key: MasterKey,
+    pub(super) cipher: Cipher,
+    pub(super) index: Arc<Index>,
+    /// Per pack slot of the index.
+    pub(super) status: Vec<PackStatus>,
+}
+
+impl Ctx {
+    /// Why the pack in `slot` cannot be used, if it cannot.
+    fn pack_problem(&self, slot: u32) -> Option<Problem> {
+        let pack = self.index.pack_id(slot);
+        match self.status[slot as usize] {
+            PackStatus::Ok => None,
+            PackStatus::Missing => Some(Problem::PackMissing(pack)),
+            PackStatus::WrongSize => Some(Problem::PackWrongSize(pack)),
+        }
+    }
+
+    /// Reads and decodes one tree blob, or says why it cannot be used.
+    async fn read_tree(&self, id: &Id) -> std::result::Result<Tree, Problem> {
+        let e = *self.index.get(id).ok_or(Problem::NotIndexed)?;
+        if e.kind != BlobKind::Tree {
+            return Err(Problem::WrongKind(e.kind));
+        }
+        if let Some(p) = self.pack_problem(e.pack) {
+            return Err(p);
+        }
+        let pack = self.index.pack_id(e.pack);
+        let sealed = self
+            .backend
+            .read_range(FileKind::Pack, &pack.to_hex(), e.offset as u64, e.sealed_len as u64)
+            .await
+            .map_err(|err| Problem::Unreadable(format!("reading pack {}: {err}", pack.short())))?;
+        let plain =
+            blob::decode_verified(&self.key, &self.cipher, e.kind, e.comp, id, e.raw_len, &sealed).map_err(|err| {
+                Problem::Damaged {
+                    pack,
+                    reason: reason(&err),
+                }
+            })?;
+        Tree::decode(&plain).map_err(|r| Problem::Unreadable(format!("does not decode: {r}")))
+    }
+
+    /// Whether a data blob referenced with `len` bytes is usable (structure check).
+    fn data_problem(&self, id: &Id, len: u64) -> Option<Problem> {
+        let Some(e) = self.index.get(id) else {
+            return Some(Problem::NotIndexed);
+        };
+        if e.kind != BlobKind::Data {
+            return Some(Problem::WrongKind(e.kind));
+        }
+        if e.raw_len as u64 != len {
+            return Some(Problem::Length {
+                tree: len,
+                index: e.raw_len,
+            });
+        }
+        self.pack_problem(e.pack)
+    }
+}
+
+/// A problem found under a tree: path relative to that tree (empty: the tree itself).
+#[derive(Debug, Clone)]
+struct Hit {
+    rel: Vec<u8>,
+    blob: Id,
+    kind: BlobKind,
+    problem: Arc<Problem>,
+}
+
+/// Walks trees once each, remembering per tree the problems found below it
+/// with paths relative to it, so every snapshot sharing a subtree gets its
+/// problems without reading it again.
+pub(super) struct SnapshotWalker<'a> {
+    ctx: &'a Ctx,
+    /// `None`: structure check (look everything up). `Some`: only report
+    /// uses of these blobs; trees that fail to read were reported before.
+    bad: Option<&'a HashMap<Id, Arc<Problem>>>,
+    memo: HashMap<Id, Arc<Vec<Hit>>>,
+    empty: Arc<Vec<Hit>>,
+}
+
+impl<'a> SnapshotWalker<'a> {
+    pub(super) fn new(ctx: &'a Ctx, bad: Option<&'a HashMap<Id, Arc<Problem>>>) -> SnapshotWalker<'a> {
+        SnapshotWalker {
+            ctx,
+            bad,
+            memo: HashMap::new(),
+            empty: Arc::new(Vec::new()),
+        }
+    }
+
+    /// Distinct trees walked.
+    pub(super) fn trees(&self) -> u64 {
+        self.memo.len() as u64
+    }
+
+    /// Whether some walked tree uses a blob the index does not list.
+    pub(super) fn found_unindexed(&self) -> bool {
+        self.memo
+            .values()
+            .any(|hits| hits.iter().any(|h| matches!(*h.problem, Problem::NotIndexed)))
+    }
+
+    fn walk(&mut self, id: Id) -> std::pin::Pin<Box<dyn std::future::Future<Output = Arc<Vec<Hit>>> + Send + '_>> {
+        Box::pin(async move {
+            if let Some(h) = self.memo.get(&id) {
+                return h.clone();
+            }
+            let own = |problem: Arc<Problem>| {
+                Arc::new(vec![Hit {
+                    rel: Vec::new(),
+                    blob: id,
+                    kind: BlobKind::Tree,
+                    problem,
+                }])
+            };
+            let hits = match self.bad.and_then(|b| b.get(&id)) {
+                Some(problem) => own(problem.clone()),
+                None => match self.ctx.read_tree(&id).await {
+                    Err(_) if self.bad.is_some() => self.empty.clone(),
+                    Err(p) => own(Arc::new(p)),
+                    Ok(tree) => self.walk_nodes(tree).await,
+                },
+            };
+            self.memo.insert(id, hits.clone());
+            hits
+        })
+    }
+
+    async fn walk_nodes(&mut self, tree: Tree) -> Arc<Vec<Hit>> {
+        let mut hits = Vec::new();
+        for node in tree.nodes {
+            let name = &node.name.0;
+            let prefixed = |h: &Hit| {
+                let mut rel = name.clone();
+                if !h.rel.is_empty() {
+                    rel.push(b'/');
+                    rel.extend_from_slice(&h.rel);
+                }
+                Hit {
+                    rel,
+                    blob: h.blob,
+                    kind: h.kind,
+                    problem: h.problem.clone(),
+                }
+            };
+            if node.kind == NodeType::Dir {
+                if let Some(sub) = node.subtree {
+                    let below = self.walk(sub).await;
+                    hits.extend(below.iter().map(prefixed));
+                }
+            }
+            for e in node.content.iter().flatten() {
+                let Extent::Data { id, len } = e else { continue };
+                let problem = match self.bad {
+                    Some(bad) => bad.get(id).cloned(),
+                    None => self.ctx.data_problem(id, *len).map(Arc::new),
+                };
+                if let Some(problem) = problem {
+                    hits.push(Hit {
+                        rel: name.clone(),
+                        blob: *id,
+                        kind: BlobKind::Data,
+                        problem,
+                    });
+                }
+            }
+        }
+        if hits.is_empty() {
+            self.empty.clone()
+        } else {
+            Arc::new(hits)
+        }
+    }
+}
+
+/// Turns the problems under each snapshot's root into findings, at most
+/// [`AFFECTED_CAP`] per blob (newest snapshots first), then one count per
+/// blob for the rest. Returns the blobs that had at least one use.
+pub(super) async fn report_uses(
+    report: &mut CheckReport,
+    walker: &mut SnapshotWalker<'_>,
+    snapshots: &[(Id, Snapshot)],
+) -> HashSet<Id> {
+    let mut uses: HashMap<Id, (usize, HashSet<Id>)> = HashMap::new();
+    let mut order: Vec<(Id, BlobKind)> = Vec::new();
+    for (sid, snap) in snapshots.iter().rev() {
+        let hits = walker.walk(snap.tree).await;
+        for h in hits.iter() {
+            let entry = uses.entry(h.blob).or_insert_with(|| {
+                order.push((h.blob, h.kind));
+                (0, HashSet::new())
+            });
+            entry.0 += 1;
+            if entry.0 > AFFECTED_CAP {
+                entry.1.insert(*sid);
+                continue;
+            }
+            let mut path = b"/".to_vec();
+            path.extend_from_slice(&h.rel);
+            let shown = show_path(&path);
+            let mut f = Finding::new(
+                FindingKind::Affected,
+                format!(
+                    "snapshot {}: {shown}: {} blob {} {}",
+                    sid.short(),
+                    kind_name(h.kind),
+                    h.blob.short(),
+                    h.problem.describe()
+                ),
+            )
+            .blob(h.blob);
+            f.snapshot = Some(*sid);
+            f.path = Some(String::from_utf8_lossy(&path).into_owned());
+            f.pack = h.problem.pack();
+            report.error(f);
+        }
+    }
+    for (blob, kind) in &order {
+        let (n, snaps) = &uses[blob];
+        if *n > AFFECTED_CAP {
+            report.error(
+                Finding::new(
+                    FindingKind::Affected,
+                    format!(
+                        "{} blob {}: {} more use(s) in {} snapshot(s) not listed",
+                        kind_name(*kind),
+                        blob.short(),
+                        n - AFFECTED_CAP,
+                        snaps.len()
+                    ),
+                )
+                .blob(*blob),
+            );
+        }
+    }
+    uses.into_keys().collect()
+}
+
+/// Loads every snapshot file, oldest first; damaged ones are reported.
+pub(super) async fn load_snapshots(repo: &Repository, report: &mut CheckReport) -> Result<Vec<(Id, Snapshot)>> {
+    let mut files = repo.backend().list(FileKind::Snapshot).await?;
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let Ok(id) = f.name.parse::<Id>() else {
+            report.stray_file("snapshots", &f.name, "a snapshot");
+            continue;
+        };
+        let loaded = Snapshot::load(repo, &id).await;
+        if let Some(s) = report.file_content(loaded, FindingKind::SnapshotFile, "snapshot file", "snapshots", &id)? {
+            out.push((id, s));
+        }
+    }
+    out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    report.snapshots = out.len() as u64;
+    Ok(out)
+}
