@@ -12,6 +12,9 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
+    /// A key file that is damaged: its bytes do not hash to its name, or it
+    /// does not parse (error).
+    KeyFile,
     /// An index file that cannot be read, opened or decoded (error).
     IndexFile,
     /// An index file superseded by another present one (warning).

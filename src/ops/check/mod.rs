@@ -148,6 +148,7 @@ pub struct CheckReport {
     pub errors: Vec<Finding>,
     pub warnings: Vec<Finding>,
     /// Index files read (damaged and superseded ones included).
+    pub key_files: u64,
     pub index_files: u64,
     /// Snapshot files that decoded and were walked.
     pub snapshots: u64,
@@ -200,6 +201,9 @@ async fn check(
     progress: Arc<Progress>,
 ) -> Result<CheckReport> {
     let mut report = CheckReport::default();
+
+    // 0. Key files.
+    structure::check_keys(repo, &mut report).await?;
 
     // 1. Index files, packs in storage.
     let (index, listed_by) = index_load::load_index(repo, &mut report).await?;

@@ -269,6 +269,38 @@ pub(super) async fn report_uses(
 }
 
 /// Loads every snapshot file, oldest first; damaged ones are reported.
+/// Every key file must be intact (its bytes hash to its name, it parses):
+/// a damaged second key is found here, not on the day it is needed.
+pub(super) async fn check_keys(repo: &Repository, report: &mut CheckReport) -> Result<()> {
+    use crate::repo::keyfile::KeyFile;
+    for f in repo.backend().list(FileKind::Key).await? {
+        let res = match crate::repo::repofile::check_size(FileKind::Key, &f.name, f.size) {
+            Ok(()) => match repo.backend().read(FileKind::Key, &f.name).await {
+                Ok(bytes) => KeyFile::parse(&f.name, &bytes).map(|_| ()),
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e),
+        };
+        report.key_files += 1;
+        match res {
+            Ok(()) => {}
+            Err(e @ crate::Error::UnsupportedVersion { .. }) => return Err(e),
+            Err(e) => report.error(
+                Finding::new(
+                    FindingKind::KeyFile,
+                    format!(
+                        "key file {}: {} (remove it with `lifeboat key remove`, and add a new key for its password)",
+                        crate::util::short_name(&f.name),
+                        reason(&e)
+                    ),
+                )
+                .file(format!("keys/{}", f.name)),
+            ),
+        }
+    }
+    Ok(())
+}
+
 pub(super) async fn load_snapshots(repo: &Repository, report: &mut CheckReport) -> Result<Vec<(Id, Snapshot)>> {
     let mut files = repo.backend().list(FileKind::Snapshot).await?;
     files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -278,7 +310,10 @@ pub(super) async fn load_snapshots(repo: &Repository, report: &mut CheckReport) 
             report.stray_file("snapshots", &f.name, "a snapshot");
             continue;
         };
-        let loaded = Snapshot::load(repo, &id).await;
+        let loaded = match crate::repo::repofile::check_size(FileKind::Snapshot, &f.name, f.size) {
+            Ok(()) => Snapshot::load(repo, &id).await,
+            Err(e) => Err(e),
+        };
         if let Some(s) = report.file_content(loaded, FindingKind::SnapshotFile, "snapshot file", "snapshots", &id)? {
             out.push((id, s));
         }
