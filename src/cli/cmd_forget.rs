@@ -17,52 +17,15 @@ use lifeboat::ops::prune::PruneOptions;
 use lifeboat::repo::lease::Lease;
 use lifeboat::repo::snapshot::{Snapshot, SnapshotFilter};
 use lifeboat::repo::Repository;
-use lifeboat::retention::{self, CalendarDuration, GroupBy, GroupPlan, Policy, PolicyFile, SnapshotInfo};
+use lifeboat::retention::{self, GroupBy, GroupPlan, Policy, PolicyFile, SnapshotInfo};
 
 use super::commands::{locked, open};
 use super::{Failure, Global, EXIT_OK};
 
 #[derive(Args, Debug)]
 pub struct ForgetArgs {
-    /// Keep the N newest snapshots ("unlimited": all)
-    #[arg(long, value_name = "N", value_parser = retention::parse_count)]
-    pub keep_last: Option<u32>,
-    /// Keep the newest snapshot of each of the N newest hours (UTC) that have one
-    #[arg(long, value_name = "N", value_parser = retention::parse_count)]
-    pub keep_hourly: Option<u32>,
-    /// Keep the newest snapshot of each of the N newest days (UTC) that have one
-    #[arg(long, value_name = "N", value_parser = retention::parse_count)]
-    pub keep_daily: Option<u32>,
-    /// Keep the newest snapshot of each of the N newest ISO weeks (UTC) that have one
-    #[arg(long, value_name = "N", value_parser = retention::parse_count)]
-    pub keep_weekly: Option<u32>,
-    /// Keep the newest snapshot of each of the N newest months (UTC) that have one
-    #[arg(long, value_name = "N", value_parser = retention::parse_count)]
-    pub keep_monthly: Option<u32>,
-    /// Keep the newest snapshot of each of the N newest years (UTC) that have one
-    #[arg(long, value_name = "N", value_parser = retention::parse_count)]
-    pub keep_yearly: Option<u32>,
-    /// Keep snapshots less than DUR older than the group's newest (e.g. 30d, 1y6m, 2w, 12h)
-    #[arg(long, value_name = "DUR")]
-    pub keep_within: Option<CalendarDuration>,
-    /// Within DUR of the group's newest snapshot, keep the newest of each hour
-    #[arg(long, value_name = "DUR")]
-    pub keep_within_hourly: Option<CalendarDuration>,
-    /// Within DUR of the group's newest snapshot, keep the newest of each day
-    #[arg(long, value_name = "DUR")]
-    pub keep_within_daily: Option<CalendarDuration>,
-    /// Within DUR of the group's newest snapshot, keep the newest of each ISO week
-    #[arg(long, value_name = "DUR")]
-    pub keep_within_weekly: Option<CalendarDuration>,
-    /// Within DUR of the group's newest snapshot, keep the newest of each month
-    #[arg(long, value_name = "DUR")]
-    pub keep_within_monthly: Option<CalendarDuration>,
-    /// Within DUR of the group's newest snapshot, keep the newest of each year
-    #[arg(long, value_name = "DUR")]
-    pub keep_within_yearly: Option<CalendarDuration>,
-    /// Keep snapshots that carry all of these tags (`a,b`; repeatable: any list)
-    #[arg(long = "keep-tag", value_name = "TAGS")]
-    pub keep_tags: Vec<String>,
+    #[command(flatten)]
+    pub policy: Policy,
     /// Apply the policy separately to each group of snapshots sharing these
     /// fields: a comma-separated subset of host, paths, tags ("" for one group)
     #[arg(long, value_name = "FIELDS")]
@@ -103,28 +66,13 @@ fn resolve_policy(a: &ForgetArgs) -> anyhow::Result<(Policy, GroupBy)> {
         }
         None => PolicyFile::default(),
     };
-    let flags = Policy {
-        keep_last: a.keep_last,
-        keep_hourly: a.keep_hourly,
-        keep_daily: a.keep_daily,
-        keep_weekly: a.keep_weekly,
-        keep_monthly: a.keep_monthly,
-        keep_yearly: a.keep_yearly,
-        keep_within: a.keep_within,
-        keep_within_hourly: a.keep_within_hourly,
-        keep_within_daily: a.keep_within_daily,
-        keep_within_weekly: a.keep_within_weekly,
-        keep_within_monthly: a.keep_within_monthly,
-        keep_within_yearly: a.keep_within_yearly,
-        keep_tags: a.keep_tags.clone(),
-    };
-    let policy = file.policy.overridden_by(&flags);
+    let policy = file.policy.overridden_by(&a.policy);
     // Checked before the repository is opened: no password prompt for a typo.
     policy.validate()?;
     Ok((policy, a.group_by.or(file.group_by).unwrap_or_default()))
 }
 
-pub async fn run(g: &Global, a: ForgetArgs) -> Result<i32, Failure> {
+pub async fn run(g: &Global, a: Box<ForgetArgs>) -> Result<i32, Failure> {
     if !(0.0..=100.0).contains(&a.max_unused) {
         return Err(anyhow!("--max-unused must be a percentage between 0 and 100").into());
     }
