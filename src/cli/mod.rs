@@ -109,7 +109,7 @@ pub enum Command {
     /// Remove stale locks
     Unlock(commands::UnlockArgs),
     /// Remove snapshots according to a retention policy
-    Forget(Box<cmd_forget::ForgetArgs>),
+    Forget(Box<lifeboat::ops::forget::ForgetOptions>),
     /// Delete data no snapshot needs; repack mostly-unused packs
     Prune(commands::PruneArgs),
     /// Rebuild the index from packs, salvage damaged snapshots, or (with --as-of)

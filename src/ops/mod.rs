@@ -3,6 +3,7 @@
 //! call; everything a command does happens here.
 
 pub mod check;
+pub mod forget;
 pub mod maintain;
 pub mod prune;
 pub mod repair;
