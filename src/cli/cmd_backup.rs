@@ -5,7 +5,7 @@ use lifeboat::ops::backup::{self, BackupOptions};
 use lifeboat::progress::Progress;
 use lifeboat::util::human_bytes;
 
-use super::commands::{open, progress_mode, CmdResult};
+use super::context::{open, progress_mode, CmdResult};
 use super::progress::{Mode, Reporter};
 use super::{Global, EXIT_OK, EXIT_PARTIAL};
 

@@ -17,11 +17,11 @@ pub async fn run(g: &Global, opts: CheckOptions) -> Result<i32, Failure> {
         ..opts
     };
     let reads = opts.reads_data();
-    let mut repo = super::commands::open(g).await?;
+    let mut repo = super::context::open(g).await?;
     let progress = Progress::new();
     let r = {
         // A bar while packs are read; --json prints one object at the end, no status lines.
-        let mode = match super::commands::progress_mode(g) {
+        let mode = match super::context::progress_mode(g) {
             Mode::Bar if reads => Mode::Bar,
             _ => Mode::Quiet,
         };

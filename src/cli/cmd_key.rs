@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use lifeboat::ops::key;
 
-use super::commands::{open, CmdResult};
+use super::context::{open, CmdResult};
 use super::password;
 use super::{Global, EXIT_OK};
 

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use lifeboat::ops::maintain::{self, MaintenanceOptions, MaintenanceSummary};
 
-use super::commands::{open, CmdResult};
+use super::context::{open, CmdResult};
 use super::{Global, EXIT_OK};
 
 pub async fn run(g: &Global, opts: MaintenanceOptions) -> CmdResult {

@@ -10,7 +10,7 @@ use lifeboat::ops::prune::PruneOptions;
 use lifeboat::ops::unlock::UnlockOptions;
 use lifeboat::repo::snapshot::Snapshot;
 
-use super::commands::{as_of_time, filter, get_password, open, open_live_backend, prune_summary_line, CmdResult};
+use super::context::{as_of_time, filter, get_password, open, open_live_backend, prune_summary_line, CmdResult};
 use super::{Global, SnapFilter, EXIT_OK};
 
 #[derive(Args, Debug)]

@@ -10,7 +10,7 @@ use lifeboat::progress::Progress;
 use lifeboat::repo::tree::NodeType;
 use lifeboat::util::human_bytes;
 
-use super::commands::{filter, open, progress_mode, CmdResult};
+use super::context::{filter, open, progress_mode, CmdResult};
 use super::progress::Reporter;
 use super::{Global, SnapFilter, EXIT_OK};
 

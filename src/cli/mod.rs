@@ -10,7 +10,7 @@ mod cmd_key;
 mod cmd_maintenance;
 mod cmd_repo;
 mod cmd_restore;
-mod commands;
+mod context;
 mod password;
 mod progress;
 
@@ -114,7 +114,7 @@ pub enum Command {
     /// Remove stale locks
     Unlock(lifeboat::ops::unlock::UnlockOptions),
     /// Remove snapshots according to a retention policy
-    Forget(cmd_forget::ForgetArgs),
+    Forget(Box<lifeboat::ops::forget::ForgetOptions>),
     /// Delete data no snapshot needs; repack mostly-unused packs
     Prune(lifeboat::ops::prune::PruneOptions),
     /// Rebuild the index from packs, salvage damaged snapshots, or (with --as-of)

@@ -54,15 +54,24 @@ impl Default for PruneOptions {
 }
 
 impl PruneOptions {
-    /// The one check of `--max-unused` (prune, forget --prune, profiles).
+    /// Checks the options (through [`validate_max_unused`]).
     pub fn validate(&self) -> Result<()> {
-        if (0.0..=100.0).contains(&self.max_unused_percent) {
-            Ok(())
-        } else {
-            Err(crate::Error::InvalidArgument(
-                "--max-unused must be a percentage between 0 and 100".into(),
-            ))
-        }
+        validate_max_unused(self.max_unused_percent).map_err(|e| Error::Refused(e.to_string()))?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("--max-unused must be a percentage between 0 and 100")]
+pub struct MaxUnusedError(pub f64);
+
+/// Checks a `--max-unused` percentage and returns it as the fraction
+/// the prune engine compares with. The one check for forget and prune.
+pub fn validate_max_unused(percent: f64) -> Result<f64, MaxUnusedError> {
+    if (0.0..=100.0).contains(&percent) {
+        Ok(percent / 100.0)
+    } else {
+        Err(MaxUnusedError(percent))
     }
 }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use anyhow::anyhow;
 use lifeboat::backend;
-use lifeboat::repo::lease::Lease;
 use lifeboat::repo::snapshot::SnapshotFilter;
 use lifeboat::repo::Repository;
 use lifeboat::util::human_bytes;
@@ -92,10 +91,6 @@ pub(super) fn filter(f: &SnapFilter) -> SnapshotFilter {
         tags: f.tag.clone(),
         paths: f.path.clone(),
     }
-}
-
-pub(super) async fn locked(repo: &Repository, exclusive: bool) -> Result<Lease, Failure> {
-    Ok(Lease::acquire(repo.backend().clone(), repo.cipher().clone(), exclusive).await?)
 }
 
 /// One line describing a prune, for humans (prune and forget --prune).
