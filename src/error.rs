@@ -109,6 +109,17 @@ impl Error {
         Error::Integrity { what: what.into() }
     }
 
+    /// Whether this error says stored data is damaged (fails authentication,
+    /// is malformed, truncated or gone), as opposed to a transient failure,
+    /// a usage error or a missing index entry.
+    pub fn is_damage(&self) -> bool {
+        match self.root() {
+            Error::Integrity { .. } | Error::Format { .. } => true,
+            Error::Backend(b) => matches!(b, BackendError::ShortRead { .. } | BackendError::NotFound { .. }),
+            _ => false,
+        }
+    }
+
     /// The innermost error, skipping context wrappers: what decides the exit code.
     pub fn root(&self) -> &Error {
         match self {

@@ -216,3 +216,127 @@ fn huge_files_in_the_repository_are_refused_before_they_are_read() {
         "unlock left the oversized lock file"
     );
 }
+
+/// Packs of the repository, smallest first (a small backup writes one
+/// data pack and one, much smaller, tree pack).
+fn packs_by_size(repo: &Path) -> Vec<(PathBuf, u64)> {
+    let mut v = Vec::new();
+    walk(&repo.join("data"), &mut |_, p, md| {
+        if md.is_file() {
+            v.push((p.to_path_buf(), md.len()));
+        }
+    });
+    v.sort_by_key(|(_, n)| *n);
+    v
+}
+
+/// A source tree with incompressible data, so its data pack is far larger
+/// than its tree pack.
+fn source(t: &TestDir) -> PathBuf {
+    let src = t.path().join("src");
+    fs::create_dir_all(src.join("sub")).expect("mkdir");
+    fs::write(src.join("a.bin"), random_bytes(1, 300_000)).expect("write");
+    fs::write(src.join("sub/b.bin"), random_bytes(2, 200_000)).expect("write");
+    fs::write(src.join("sub/c.txt"), b"small text\n").expect("write");
+    src
+}
+
+fn restore_and_compare(lb: &Lb, t: &TestDir, snapshot: &str, src: &Path, tag: &str) {
+    let target = t.path().join(format!("restore-{tag}"));
+    let out = lb.restore(snapshot, &target, &[]);
+    assert!(
+        out.status.success(),
+        "restore of {snapshot} ({tag}): {}",
+        describe(&out)
+    );
+    assert_trees_equal(src, &restored_path(&target, src));
+}
+
+/// Finding 1, trees: after a tree blob of the parent snapshot is damaged,
+/// the next backup must not deduplicate against it: its snapshot restores
+/// completely, and the damage is on record.
+#[test]
+fn a_backup_after_tree_damage_stores_the_tree_anew_and_restores() {
+    let (t, lb) = new_repo("dmg-tree");
+    let src = source(&t);
+    lb.backup(&[&src], &[]);
+    let packs = packs_by_size(&lb.repo);
+    assert_eq!(packs.len(), 2, "{packs:?}");
+    // The first bytes of the tree pack belong to its first tree blob.
+    flip_byte(&packs[0].0, 20);
+
+    let summary = lb.backup(&[&src], &[]);
+    let id = snapshot_id(&summary);
+    restore_and_compare(&lb, &t, &id, &src, "after-tree-damage");
+    assert!(
+        !files_in(&lb.repo.join("damage")).is_empty(),
+        "no damage record written"
+    );
+    // And the repository, apart from the old damaged copy, checks clean for
+    // the new snapshot's data.
+    let out = lb.run(["check", "--read-data", "--json"]);
+    let report = parse_json(&out.stdout);
+    let errors = report["errors"].as_array().cloned().unwrap_or_default();
+    assert!(
+        errors.iter().all(|e| e["snapshot"].as_str().is_none_or(|s| s != id)),
+        "the new snapshot is affected by the old damage: {report}"
+    );
+}
+
+/// Finding 1, data: after `check --read-data` finds a damaged data blob,
+/// a backup (with or without --force, since the file is unchanged) stores
+/// the content anew, so its snapshot restores completely.
+#[test]
+fn a_backup_after_data_damage_found_by_check_stores_the_data_anew() {
+    for force in [false, true] {
+        let (t, lb) = new_repo(if force { "dmg-data-force" } else { "dmg-data" });
+        let src = source(&t);
+        lb.backup(&[&src], &[]);
+        let packs = packs_by_size(&lb.repo);
+        let data_pack = &packs.last().expect("packs").0;
+        flip_byte(data_pack, 1000);
+        let out = lb.run(["check", "--read-data", "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let report = parse_json(&out.stdout);
+        assert!(report["damage_recorded"].is_string(), "{report}");
+
+        let extra: &[&str] = if force { &["--force"] } else { &[] };
+        let summary = lb.backup(&[&src], extra);
+        let id = snapshot_id(&summary);
+        restore_and_compare(&lb, &t, &id, &src, "after-data-damage");
+        assert!(
+            summary["data_added_raw"].as_u64().unwrap_or(0) > 0,
+            "nothing was stored anew: {summary}"
+        );
+    }
+}
+
+/// Finding 1, restore: a restore that meets a damaged blob records it, so
+/// the next backup stores that content anew.
+#[test]
+fn damage_met_by_restore_is_recorded_and_not_reused() {
+    let (t, lb) = new_repo("dmg-restore");
+    let src = source(&t);
+    lb.backup(&[&src], &[]);
+    let packs = packs_by_size(&lb.repo);
+    flip_byte(&packs.last().expect("packs").0, 1000);
+    let target = t.path().join("restore-damaged");
+    let out = lb.run([
+        "restore".as_ref(),
+        "latest".as_ref(),
+        "--target".as_ref(),
+        target.as_os_str(),
+    ]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a damaged restore succeeded: {}",
+        describe(&out)
+    );
+    assert!(
+        !files_in(&lb.repo.join("damage")).is_empty(),
+        "restore recorded no damage"
+    );
+    let summary = lb.backup(&[&src], &[]);
+    restore_and_compare(&lb, &t, &snapshot_id(&summary), &src, "after-restore-damage");
+}

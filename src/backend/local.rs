@@ -234,7 +234,13 @@ impl LocalBackend {
     /// each kind's folder and the pack subfolders.
     fn temp_dirs(&self) -> Vec<PathBuf> {
         let mut dirs = vec![self.root.clone()];
-        for k in [FileKind::Key, FileKind::Index, FileKind::Snapshot, FileKind::Lock] {
+        for k in [
+            FileKind::Key,
+            FileKind::Index,
+            FileKind::Snapshot,
+            FileKind::Lock,
+            FileKind::Damage,
+        ] {
             dirs.push(self.root.join(k.dir()));
         }
         let packs = self.root.join(FileKind::Pack.dir());

@@ -34,6 +34,8 @@ pub enum FileKind {
     Index,
     Snapshot,
     Lock,
+    /// Records of blobs found damaged (docs/format.md §12).
+    Damage,
 }
 
 impl FileKind {
@@ -45,6 +47,7 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshots",
             FileKind::Lock => "locks",
+            FileKind::Damage => "damage",
         }
     }
 }
@@ -58,6 +61,7 @@ impl fmt::Display for FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshot",
             FileKind::Lock => "lock",
+            FileKind::Damage => "damage record",
         })
     }
 }

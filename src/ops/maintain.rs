@@ -126,6 +126,7 @@ pub async fn purge_expired(repo: &Repository, lock: &Lease) -> Result<PurgeSumma
         FileKind::Snapshot,
         FileKind::Key,
         FileKind::Lock,
+        FileKind::Damage,
     ] {
         let mut by_name: HashMap<String, Vec<ObjectVersion>> = HashMap::new();
         for v in store.list_versions(kind).await? {

@@ -138,7 +138,7 @@ impl Saver {
 
     /// Whether a blob is already stored or queued in this session.
     pub fn known(&self, id: &Id) -> bool {
-        self.repo.index().contains(id) || self.pending.lock().contains(id)
+        self.repo.known_intact(id) || self.pending.lock().contains(id)
     }
 
     /// Queues a blob unless it is known. Blocks when the pipeline is full.
@@ -166,7 +166,7 @@ impl Saver {
 
     /// Claims a blob for this session unless it is known; counts it.
     fn admit(&self, kind: BlobKind, id: Id, len: usize) -> bool {
-        if self.repo.index().contains(&id) || !self.pending.lock().insert(id) {
+        if self.repo.known_intact(&id) || !self.pending.lock().insert(id) {
             return false;
         }
         match kind {

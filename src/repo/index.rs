@@ -120,6 +120,8 @@ pub struct Index {
     pack_pos: HashMap<Id, u32>,
     entries: Vec<IndexEntry>,
     sorted: bool,
+    /// Blob copies (blob id, pack slot) recorded as damaged.
+    damaged: std::collections::HashSet<(Id, u32)>,
 }
 
 impl Index {
@@ -156,12 +158,46 @@ impl Index {
         self.sorted = false;
     }
 
-    /// Sorts for lookup. Duplicates (a blob in two packs) keep one entry each;
-    /// lookups return the first.
+    /// Marks the copy of `blob` in pack `pack` as damaged (before
+    /// [`Index::finalize`]). Unknown packs are ignored. Returns whether the
+    /// copy is indexed.
+    pub fn mark_damaged(&mut self, blob: Id, pack: Id) -> bool {
+        match self.pack_pos.get(&pack) {
+            Some(&slot) => {
+                self.damaged.insert((blob, slot));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether this entry is a copy recorded as damaged.
+    pub fn is_damaged(&self, e: &IndexEntry) -> bool {
+        !self.damaged.is_empty() && self.damaged.contains(&(e.id, e.pack))
+    }
+
+    /// Sorts for lookup. Duplicates (a blob in two packs) keep one entry
+    /// each; lookups return the first, and an intact copy sorts before a
+    /// damaged one.
     pub fn finalize(&mut self) {
-        self.entries
-            .sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.pack.cmp(&b.pack)));
+        let damaged = std::mem::take(&mut self.damaged);
+        self.entries.sort_unstable_by(|a, b| {
+            a.id.cmp(&b.id)
+                .then_with(|| {
+                    damaged
+                        .contains(&(a.id, a.pack))
+                        .cmp(&damaged.contains(&(b.id, b.pack)))
+                })
+                .then(a.pack.cmp(&b.pack))
+        });
+        self.damaged = damaged;
         self.sorted = true;
+    }
+
+    /// The blob's entry if an intact copy is indexed: what deduplication may
+    /// build on.
+    pub fn get_intact(&self, id: &Id) -> Option<&IndexEntry> {
+        self.get(id).filter(|e| !self.is_damaged(e))
     }
 
     pub fn get(&self, id: &Id) -> Option<&IndexEntry> {

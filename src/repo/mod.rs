@@ -1,12 +1,13 @@
 //! The repository and its format: the config, key files, the envelope of
-//! small files, blobs, packs, the index, trees, snapshots, leases (the
-//! repository's own locks) and the Object Lock policy. Everything here is
+//! small files, blobs, packs, the index, trees, snapshots, damage records,
+//! leases (the repository's own locks) and the Object Lock policy. Everything here is
 //! specified by `docs/format.md`; nothing here knows about operations or the
 //! command line.
 
 pub mod blob;
 pub mod config;
 pub mod crypto;
+pub mod damage;
 pub mod index;
 pub mod keyfile;
 pub mod lease;

@@ -29,6 +29,7 @@ pub enum Magic {
     Index,
     Snapshot,
     Lock,
+    Damage,
 }
 
 impl Magic {
@@ -38,6 +39,7 @@ impl Magic {
             Magic::Index => b"LBix",
             Magic::Snapshot => b"LBsn",
             Magic::Lock => b"LBlk",
+            Magic::Damage => b"LBdm",
         }
     }
 }
@@ -119,7 +121,7 @@ pub fn open(cipher: &Cipher, magic: Magic, id: &Id, data: &[u8], what: &str) -> 
 pub fn max_file_size(kind: FileKind) -> u64 {
     match kind {
         FileKind::Config | FileKind::Key | FileKind::Lock => 64 << 10,
-        FileKind::Snapshot => 16 << 20,
+        FileKind::Snapshot | FileKind::Damage => 16 << 20,
         FileKind::Index => 64 << 20,
         FileKind::Pack => u64::MAX,
     }

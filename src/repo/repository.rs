@@ -44,6 +44,9 @@ pub struct Repository {
     key_name: String,
     config: Config,
     index: Index,
+    /// Blob copies (blob, pack) found damaged during this run, beyond the
+    /// damage records the index was loaded with.
+    damaged_now: parking_lot::Mutex<std::collections::HashSet<(Id, Id)>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -96,6 +99,7 @@ impl Repository {
             key_name,
             config,
             index: Index::new(),
+            damaged_now: Default::default(),
         })
     }
 
@@ -134,6 +138,7 @@ impl Repository {
             key_name,
             config,
             index: Index::new(),
+            damaged_now: Default::default(),
         })
     }
 
@@ -216,6 +221,9 @@ impl Repository {
             for p in &file.packs {
                 index.add_pack(p);
             }
+        }
+        for d in self.load_damage().await? {
+            index.mark_damaged(d.id, d.pack);
         }
         index.finalize();
         self.index = index;
@@ -328,6 +336,37 @@ impl Repository {
             return Err(Error::integrity(what));
         }
         Ok(plain)
+    }
+
+    /// Whether an intact copy of the blob is stored: neither recorded as
+    /// damaged nor found damaged in this run. Only such blobs may be
+    /// deduplicated against or reused from a parent snapshot.
+    pub fn known_intact(&self, id: &Id) -> bool {
+        match self.index.get_intact(id) {
+            Some(e) => {
+                let now = self.damaged_now.lock();
+                now.is_empty() || !now.contains(&(e.id, self.index.pack_id(e.pack)))
+            }
+            None => false,
+        }
+    }
+
+    /// Marks a blob copy damaged for the rest of this run; false if it was
+    /// already known to be (recorded, or found earlier in this run).
+    pub(crate) fn mark_damaged_now(&self, blob: Id, pack: Id) -> bool {
+        let recorded = self
+            .index
+            .entries()
+            .iter()
+            .skip(self.index.position(&blob).unwrap_or(usize::MAX))
+            .take_while(|e| e.id == blob)
+            .any(|e| self.index.pack_id(e.pack) == pack && self.index.is_damaged(e));
+        !recorded && self.damaged_now.lock().insert((blob, pack))
+    }
+
+    /// The pack holding the copy of `id` that reads use.
+    pub fn pack_of(&self, id: &Id) -> Option<Id> {
+        self.index.get(id).map(|e| self.index.pack_id(e.pack))
     }
 
     pub fn lookup(&self, id: &Id) -> Result<&IndexEntry> {

@@ -233,6 +233,19 @@ impl<'a> FsWalker<'a> {
             }
             Err(e) => {
                 tracing::warn!("parent tree {} unreadable, reading files afresh: {e}", id.short());
+                // Record the damage, so the tree rebuilt from the files (often
+                // the very same blob) is stored anew instead of deduplicated
+                // against the damaged copy.
+                if let (true, Some(pack)) = (e.is_damage(), self.repo.pack_of(&id)) {
+                    let blob = crate::repo::damage::DamagedBlob {
+                        id,
+                        pack,
+                        reason: e.to_string(),
+                    };
+                    if let Err(e) = self.prefetch.rt.block_on(self.repo.record_damage("backup", vec![blob])) {
+                        tracing::warn!("could not record the damage: {e}");
+                    }
+                }
                 None
             }
         }

@@ -84,6 +84,11 @@ pub(super) async fn load_index(repo: &Repository, report: &mut CheckReport) -> R
             index.add_pack(p);
         }
     }
+    // Recorded damage: reads prefer an intact copy of a blob; a damaged copy
+    // is still read (and reported) by --read-data.
+    for d in repo.load_damage().await? {
+        index.mark_damaged(d.id, d.pack);
+    }
     index.finalize();
     Ok((index, listed_by.into_iter().map(|(p, (f, _))| (p, f)).collect()))
 }

@@ -163,6 +163,10 @@ pub struct CheckReport {
     pub blobs: u64,
     /// Packs read in full, blobs verified, bytes read.
     pub packs_read: u64,
+    /// The damage record written for the damaged blobs found (a later
+    /// backup stores their content anew instead of reusing them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damage_recorded: Option<crate::id::Id>,
     pub blobs_read: u64,
     pub bytes_read: u64,
     /// The verification state file used, if any.
@@ -182,6 +186,9 @@ pub async fn run(repo: &mut Repository, opts: &CheckOptions, progress: Arc<Progr
     let lease = Lease::acquire(repo.backend().clone(), repo.cipher().clone(), false).await?;
     let res = match check(repo, opts, &read, progress).await {
         Ok(mut report) => {
+            if !opts.past_view {
+                record_damage(repo, &mut report).await;
+            }
             if repo.config().object_lock.is_some() && !opts.past_view {
                 locks::audit(repo, &mut report).await;
             }
@@ -191,6 +198,35 @@ pub async fn run(repo: &mut Repository, opts: &CheckOptions, progress: Arc<Progr
     };
     lease.release().await;
     res
+}
+
+/// Records every damaged blob copy found, so no later backup deduplicates
+/// against it (docs/format.md §12). A repository read as of a past time is
+/// never written to.
+async fn record_damage(repo: &Repository, report: &mut CheckReport) {
+    let blobs: Vec<crate::repo::damage::DamagedBlob> = report
+        .errors
+        .iter()
+        .filter(|f| f.kind == FindingKind::BlobDamaged)
+        .filter_map(|f| {
+            Some(crate::repo::damage::DamagedBlob {
+                id: f.blob?,
+                pack: f.pack?,
+                reason: f.message.clone(),
+            })
+        })
+        .collect();
+    if blobs.is_empty() {
+        return;
+    }
+    match repo.record_damage("check", blobs).await {
+        Ok(Some(id)) => report.damage_recorded = Some(id),
+        Ok(None) => {}
+        Err(e) => report.warn(Finding::new(
+            FindingKind::State,
+            format!("could not record the damaged blobs in the repository: {e}"),
+        )),
+    }
 }
 
 /// Structure and data, in phases (see the module documentation).

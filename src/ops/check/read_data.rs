@@ -219,8 +219,11 @@ pub(super) fn record_reads(
             );
         }
         for (blob, kind, why) in &r.damaged {
-            // Trees read by the structure check had their uses reported already.
-            if !reported.contains(blob) {
+            // Trees read by the structure check had their uses reported
+            // already; a damaged copy that reads skip (an intact copy of the
+            // blob is stored elsewhere) affects nobody.
+            let copy_in_use = ctx.index.get(blob).is_none_or(|e| e.pack == r.slot);
+            if copy_in_use && !reported.contains(blob) {
                 damage.unreported.entry(*blob).or_insert_with(|| {
                     Arc::new(Problem::Damaged {
                         pack: pid,
@@ -252,10 +255,17 @@ pub(super) async fn report_damage(
         report_uses(&mut uses, &mut walker, snapshots).await
     };
     for (blob, kind, pid, why) in damage.found {
-        let unused = if used.contains(&blob) || reported.contains(&blob) {
-            ""
+        let elsewhere = ctx
+            .index
+            .get(&blob)
+            .map(|e| ctx.index.pack_id(e.pack))
+            .filter(|p| *p != pid);
+        let unused = if let Some(p) = elsewhere {
+            format!(" (an intact copy in pack {} is used instead)", p.short())
+        } else if used.contains(&blob) || reported.contains(&blob) {
+            String::new()
         } else {
-            " (not used by any snapshot)"
+            " (not used by any snapshot)".to_string()
         };
         report.error(
             Finding::new(

@@ -274,6 +274,8 @@ pub async fn restore(
     packs.sort_by_key(|(p, _)| *p);
     let queue = Arc::new(Mutex::new(packs));
     let failed = Arc::new(Mutex::new(failed_files));
+    // Damaged blob copies met on the way, recorded once all workers are done.
+    let found_damage = Arc::new(Mutex::new(Vec::<crate::repo::damage::DamagedBlob>::new()));
     // Two per core keeps both busy while the others wait for reads; remote
     // stores want more requests in flight (each worker holds at most one
     // MAX_READ range and its decoded blob, so memory stays bounded).
@@ -286,6 +288,7 @@ pub async fn restore(
         let errors = errors.clone();
         let failed = failed.clone();
         let progress = progress.clone();
+        let found_damage = found_damage.clone();
         handles.push(tokio::task::spawn_blocking(move || {
             let mut dec = blob::Decoder::new();
             loop {
@@ -304,19 +307,37 @@ pub async fn restore(
                         }
                     }
                 };
+                let pack_id = repo.index().pack_id(pack);
+                let note = |b: &BlobJob, e: &Error| {
+                    if e.is_damage() {
+                        found_damage.lock().push(crate::repo::damage::DamagedBlob {
+                            id: b.entry.id,
+                            pack: pack_id,
+                            reason: e.to_string(),
+                        });
+                    }
+                };
                 if let Err(e) = res {
                     for b in &blobs {
                         fail(b, &e);
+                        note(b, &e);
                     }
                 }
                 for (k, e) in &damaged {
                     fail(&blobs[*k], e);
+                    note(&blobs[*k], e);
                 }
             }
         }));
     }
     for h in handles {
         h.await.map_err(|e| Error::format("restore worker", e.to_string()))?;
+    }
+    let found_damage = std::mem::take(&mut *found_damage.lock());
+    if !found_damage.is_empty() {
+        if let Err(e) = repo.record_damage("restore", found_damage).await {
+            tracing::warn!("could not record the damaged blobs in the repository: {e}");
+        }
     }
 
     // 3. Hard links.
@@ -327,7 +348,7 @@ pub async fn restore(
     }
 
     // 4. Metadata: non-directories, then directories deepest first.
-    let is_root = unsafe { libc::geteuid() } == 0;
+    let is_root = nix::unistd::geteuid().is_root();
     let failed = failed.lock().clone();
     let mut dirs = Vec::new();
     let mut others = Vec::new();
