@@ -344,6 +344,13 @@ fn deleted_index_file_is_found_by_structure_check() {
         unref.iter().any(|w| json_str(w, "message").contains("repair index")),
         "no warning against pruning: {r}"
     );
+    // #11 finding 14: not called leftovers of an interrupted backup.
+    assert!(
+        unref
+            .iter()
+            .all(|w| !json_str(w, "message").contains("interrupted backup")),
+        "packs holding live data called leftovers: {r}"
+    );
     // The packs are all there: rebuilding the index from them heals it.
     lb.run_ok(["repair", "index"]);
     let r = check_json(&lb, &f.cache(), &["--read-data"], 0);

@@ -340,3 +340,72 @@ fn damage_met_by_restore_is_recorded_and_not_reused() {
     let summary = lb.backup(&[&src], &[]);
     restore_and_compare(&lb, &t, &snapshot_id(&summary), &src, "after-restore-damage");
 }
+
+/// Finding 12 (check's part): check reports leftovers of killed writers.
+#[test]
+fn check_reports_old_temporary_files() {
+    let (t, lb) = new_repo("dmg-temps-check");
+    let src = source(&t);
+    lb.backup(&[&src], &[]);
+    let old = lb.repo.join("index").join(".tmp-0123-4567");
+    fs::write(&old, b"half an index").expect("write");
+    set_mtime(&old, 1_000_000_000, 0);
+    let out = lb.run(["check", "--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let r = parse_json(&out.stdout);
+    let warned = r["warnings"]
+        .as_array()
+        .is_some_and(|w| w.iter().any(|w| w["kind"] == "temporary_files"));
+    assert!(warned, "{r}");
+}
+
+/// Finding 4: an unreadable snapshot file blocks prune until `repair
+/// snapshots --forget` sets it aside (kept in a damage record, never
+/// deleted silently); then prune works and the other snapshot restores.
+#[test]
+fn an_unreadable_snapshot_file_is_set_aside_and_prune_works_again() {
+    let (t, lb) = new_repo("dmg-snapfile");
+    let src = source(&t);
+    let first = snapshot_id(&lb.backup(&[&src], &[]));
+    fs::write(src.join("new.txt"), b"second snapshot\n").expect("write");
+    let second = snapshot_id(&lb.backup(&[&src], &[]));
+    let bad = lb.repo.join("snapshots").join(&first);
+    let len = fs::metadata(&bad).expect("stat").len() as usize;
+    flip_byte(&bad, len / 2);
+
+    let out = lb.run(["prune"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr_str(&out).contains("repair snapshots --forget"),
+        "{}",
+        describe(&out)
+    );
+
+    let out = lb.run(["repair", "snapshots", "--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        parse_json(&out.stdout)["unreadable"][0],
+        first.as_str(),
+        "{}",
+        describe(&out)
+    );
+    assert!(bad.exists(), "repair without --forget removed a file");
+
+    let out = lb.run(["repair", "snapshots", "--forget", "--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        parse_json(&out.stdout)["set_aside"][0],
+        first.as_str(),
+        "{}",
+        describe(&out)
+    );
+    assert!(!bad.exists(), "the unreadable file is still in snapshots/");
+    assert!(
+        !files_in(&lb.repo.join("damage")).is_empty(),
+        "no damage record keeps it"
+    );
+
+    let out = lb.run(["prune"]);
+    assert!(out.status.success(), "prune after setting aside: {}", describe(&out));
+    restore_and_compare(&lb, &t, &second, &src, "after-set-aside");
+}

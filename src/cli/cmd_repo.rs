@@ -169,6 +169,13 @@ pub async fn repair(g: &Global, a: RepairArgs) -> CmdResult {
                         r.removed_paths.join(", ")
                     );
                 }
+                for n in &s.unreadable {
+                    if s.set_aside.contains(n) {
+                        println!("  snapshot file {n} is unreadable: set aside into a damage record");
+                    } else {
+                        println!("  snapshot file {n} is unreadable: `repair snapshots --forget` sets it aside");
+                    }
+                }
             }
             serde_json::to_value(&s).context("serialising")?
         }

@@ -185,7 +185,8 @@ pub async fn prune(repo: &Repository, lock: &Lease, opts: &PruneOptions) -> Resu
         return Err(Error::format(
             "repository",
             format!(
-                "{} snapshot files listed but {} readable; refusing to prune (run `lifeboat check`)",
+                "{} snapshot files listed but {} readable; refusing to prune (run `lifeboat check`; \
+                 `lifeboat repair snapshots --forget` sets unreadable snapshot files aside)",
                 snaps_before.len(),
                 snapshots.len()
             ),

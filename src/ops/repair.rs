@@ -79,6 +79,10 @@ pub struct RepairSnapshotsSummary {
     pub snapshots_checked: usize,
     /// (old id, new id, paths dropped)
     pub repaired: Vec<RepairedSnapshot>,
+    /// Snapshot files that cannot be read (they block prune).
+    pub unreadable: Vec<String>,
+    /// Of those, the ones moved into a damage record (with `forget`).
+    pub set_aside: Vec<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -156,11 +160,19 @@ pub async fn repair_snapshots(
     lock: &Lease,
     forget: bool,
 ) -> Result<RepairSnapshotsSummary> {
+    let listed = repo.backend().list(FileKind::Snapshot).await?;
     let snaps = Snapshot::load_all(&repo).await?;
+    let readable: HashSet<String> = snaps.iter().map(|(id, _)| id.to_hex()).collect();
     let mut summary = RepairSnapshotsSummary {
         snapshots_checked: snaps.len(),
+        unreadable: listed
+            .into_iter()
+            .map(|f| f.name)
+            .filter(|n| !readable.contains(n))
+            .collect(),
         ..Default::default()
     };
+    summary.unreadable.sort();
     let saver = Saver::start(repo.clone());
     let mut pending = Vec::new();
     {
@@ -203,6 +215,12 @@ pub async fn repair_snapshots(
                 .remove(FileKind::Snapshot, &old.to_hex())
                 .await
                 .map_err(Error::from)?;
+        }
+        for name in &summary.unreadable {
+            lock.ensure_valid().await?;
+            repo.set_aside("repair", FileKind::Snapshot, name, "unreadable snapshot file")
+                .await?;
+            summary.set_aside.push(name.clone());
         }
     }
     Ok(summary)

@@ -30,7 +30,23 @@ pub struct DamageRecord {
     pub time: DateTime<Utc>,
     /// The operation that found the damage (`backup`, `restore`, `check`, `repair`).
     pub found_by: String,
+    #[serde(default)]
     pub blobs: Vec<DamagedBlob>,
+    /// Unreadable files taken out of the repository's view, kept here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_aside: Vec<SetAsideFile>,
+}
+
+/// A file that could not be read, moved out of its folder into a damage
+/// record (its bytes kept, base64, when within the kind's size bound).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAsideFile {
+    pub kind: String,
+    pub name: String,
+    pub size: u64,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 impl Repository {
@@ -60,11 +76,44 @@ impl Repository {
             time: Utc::now(),
             found_by: found_by.to_string(),
             blobs: fresh,
+            set_aside: Vec::new(),
         };
-        let payload = serde_json::to_vec(&rec).map_err(|e| Error::format("damage record", e.to_string()))?;
-        self.save_file(Magic::Damage, FileKind::Damage, &payload)
-            .await
-            .map(Some)
+        self.save_damage_record(&rec).await.map(Some)
+    }
+
+    async fn save_damage_record(&self, rec: &DamageRecord) -> Result<Id> {
+        let payload = serde_json::to_vec(rec).map_err(|e| Error::format("damage record", e.to_string()))?;
+        self.save_file(Magic::Damage, FileKind::Damage, &payload).await
+    }
+
+    /// Takes an unreadable file out of its folder without losing it: its
+    /// bytes go into a damage record first (when within the kind's size
+    /// bound; a larger file cannot be lifeboat's), then the file is removed.
+    pub async fn set_aside(&self, found_by: &str, kind: FileKind, name: &str, reason: &str) -> Result<Id> {
+        use base64::Engine;
+        let size = self.backend().stat(kind, name).await?.size;
+        let data = if repofile::check_size(kind, name, size).is_ok() {
+            let bytes = self.backend().read(kind, name).await?;
+            Some(base64::engine::general_purpose::STANDARD.encode(&bytes))
+        } else {
+            None
+        };
+        let rec = DamageRecord {
+            time: Utc::now(),
+            found_by: found_by.to_string(),
+            blobs: Vec::new(),
+            set_aside: vec![SetAsideFile {
+                kind: kind.to_string(),
+                name: name.to_string(),
+                size,
+                reason: reason.to_string(),
+                data,
+            }],
+        };
+        let id = self.save_damage_record(&rec).await?;
+        self.backend().remove(kind, name).await?;
+        tracing::warn!("set {kind} {name} aside into damage record {}", id.short());
+        Ok(id)
     }
 
     /// Every damaged blob copy recorded in the repository. An unreadable

@@ -23,6 +23,8 @@ pub enum FindingKind {
     IndexConflict,
     /// A file whose name is not an id (warning).
     StrayFile,
+    /// Temporary files of writers that died mid-write (warning; prune removes them).
+    TemporaryFiles,
     /// An indexed pack absent from storage (error).
     PackMissing,
     /// An indexed pack whose size differs from what its index entries imply (error).

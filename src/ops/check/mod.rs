@@ -238,8 +238,23 @@ async fn check(
 ) -> Result<CheckReport> {
     let mut report = CheckReport::default();
 
-    // 0. Key files.
+    // 0. Key files; leftovers of killed writers.
     structure::check_keys(repo, &mut report).await?;
+    if !opts.past_view {
+        let temps = repo
+            .backend()
+            .stale_temporaries(crate::ops::prune::TEMP_MIN_AGE, false)
+            .await?;
+        if temps.files > 0 {
+            report.warn(Finding::new(
+                FindingKind::TemporaryFiles,
+                format!(
+                    "{} temporary file(s) ({} bytes) left by interrupted writers; prune removes them",
+                    temps.files, temps.bytes
+                ),
+            ));
+        }
+    }
 
     // 1. Index files, packs in storage.
     let (index, listed_by) = index_load::load_index(repo, &mut report).await?;
@@ -309,7 +324,21 @@ async fn check(
     let not_indexed = walker.found_unindexed();
     drop(walker);
     if not_indexed && report.packs_unreferenced > 0 {
-        // Prune deletes unreferenced packs: here they may hold exactly what is missing.
+        // Prune deletes unreferenced packs: here they may hold exactly what
+        // is missing, so they are not leftovers of an interrupted backup.
+        for w in report
+            .warnings
+            .iter_mut()
+            .filter(|w| w.kind == FindingKind::PackUnreferenced)
+        {
+            if let Some(p) = w.pack {
+                w.message = format!(
+                    "pack {} is not in any index, and the index is incomplete: it may hold data snapshots use; \
+                     run `lifeboat repair index` (a prune now would delete it)",
+                    p.short()
+                );
+            }
+        }
         report.warn(Finding::new(
             FindingKind::PackUnreferenced,
             format!(
