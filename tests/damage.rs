@@ -409,3 +409,38 @@ fn an_unreadable_snapshot_file_is_set_aside_and_prune_works_again() {
     assert!(out.status.success(), "prune after setting aside: {}", describe(&out));
     restore_and_compare(&lb, &t, &second, &src, "after-set-aside");
 }
+
+/// Finding 6: a damaged config is survived through its copy (written at
+/// init), and `check` says the config is damaged; a flipped version byte
+/// reads as damage, not as a newer format.
+#[test]
+fn a_damaged_config_is_survived_through_its_copy() {
+    for (what, at) in [("a flipped byte", None), ("a flipped version byte", Some(4usize))] {
+        let (t, lb) = new_repo("dmg-config");
+        let src = source(&t);
+        let id = snapshot_id(&lb.backup(&[&src], &[]));
+        assert_eq!(
+            files_in(&lb.repo.join("config-copy")).len(),
+            1,
+            "init wrote no config copy"
+        );
+        let config = lb.repo.join("config");
+        let len = fs::metadata(&config).expect("stat").len() as usize;
+        flip_byte(&config, at.unwrap_or(len / 2));
+
+        let out = lb.run(["snapshots", "--json"]);
+        assert!(out.status.success(), "{what}: {}", describe(&out));
+        restore_and_compare(&lb, &t, &id, &src, "config-damaged");
+        let out = lb.run(["check", "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", describe(&out));
+        let r = parse_json(&out.stdout);
+        let named = r["errors"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["kind"] == "config"));
+        assert!(named, "{what}: check does not report the config: {r}");
+        if at.is_some() {
+            let msg = r.to_string();
+            assert!(msg.contains("version field is damaged"), "{what}: {msg}");
+        }
+    }
+}

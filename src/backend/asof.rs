@@ -17,12 +17,14 @@ use chrono::{DateTime, Utc};
 
 use super::{BResult, Backend, BackendError, FileInfo, FileKind, ObjectVersion};
 
-const KINDS: [FileKind; 5] = [
+const KINDS: [FileKind; 7] = [
     FileKind::Config,
+    FileKind::ConfigCopy,
     FileKind::Key,
     FileKind::Pack,
     FileKind::Index,
     FileKind::Snapshot,
+    FileKind::Damage,
 ];
 
 #[derive(Debug)]

@@ -240,6 +240,7 @@ impl LocalBackend {
             FileKind::Snapshot,
             FileKind::Lock,
             FileKind::Damage,
+            FileKind::ConfigCopy,
         ] {
             dirs.push(self.root.join(k.dir()));
         }

@@ -36,6 +36,8 @@ pub enum FileKind {
     Lock,
     /// Records of blobs found damaged (docs/format.md §12).
     Damage,
+    /// Copies of the config, named by the BLAKE3 of their bytes (§3).
+    ConfigCopy,
 }
 
 impl FileKind {
@@ -48,6 +50,7 @@ impl FileKind {
             FileKind::Snapshot => "snapshots",
             FileKind::Lock => "locks",
             FileKind::Damage => "damage",
+            FileKind::ConfigCopy => "config-copy",
         }
     }
 }
@@ -62,6 +65,7 @@ impl fmt::Display for FileKind {
             FileKind::Snapshot => "snapshot",
             FileKind::Lock => "lock",
             FileKind::Damage => "damage record",
+            FileKind::ConfigCopy => "config copy",
         })
     }
 }

@@ -127,6 +127,7 @@ pub async fn purge_expired(repo: &Repository, lock: &Lease) -> Result<PurgeSumma
         FileKind::Key,
         FileKind::Lock,
         FileKind::Damage,
+        FileKind::ConfigCopy,
     ] {
         let mut by_name: HashMap<String, Vec<ObjectVersion>> = HashMap::new();
         for v in store.list_versions(kind).await? {

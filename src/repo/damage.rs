@@ -65,7 +65,8 @@ impl Repository {
             return Ok(None);
         }
         for b in &fresh {
-            tracing::warn!(
+            // Info, not a warning: the operation reports the damage itself.
+            tracing::info!(
                 "recording blob {} in pack {} as damaged ({}): it will not be reused",
                 b.id.short(),
                 b.pack.short(),

@@ -123,7 +123,13 @@ pub async fn check_bucket(backend: &dyn Backend) -> Result<()> {
 pub async fn needed_objects(repo: &Repository) -> Result<Vec<(FileKind, String)>> {
     let backend = repo.backend();
     let mut targets: Vec<(FileKind, String)> = vec![(FileKind::Config, "config".to_string())];
-    for kind in [FileKind::Key, FileKind::Index, FileKind::Snapshot, FileKind::Damage] {
+    for kind in [
+        FileKind::ConfigCopy,
+        FileKind::Key,
+        FileKind::Index,
+        FileKind::Snapshot,
+        FileKind::Damage,
+    ] {
         for f in backend.list(kind).await? {
             targets.push((kind, f.name));
         }

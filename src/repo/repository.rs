@@ -91,6 +91,12 @@ impl Repository {
         let payload = serde_json::to_vec(&config).expect("config serialises");
         // Config last: a repository "exists" only once it is complete.
         let data = repofile::seal(&cipher, Magic::Config, &Id::ZERO, &payload, 0);
+        // A copy first (docs/format.md §3): a damaged config is then not the
+        // end of the repository.
+        let copy_name = blake3::hash(&data).to_hex().to_string();
+        backend
+            .create(FileKind::ConfigCopy, &copy_name, data.clone().into())
+            .await?;
         backend.create(FileKind::Config, "config", data.into()).await?;
         Ok(Repository {
             backend,
@@ -115,19 +121,32 @@ impl Repository {
             Err(e) if e.is_not_found() => return Err(Error::RepoNotFound(backend.location())),
             Err(e) => return Err(e.into()),
         };
-        // Version first, so a newer repository is named as such.
-        repofile::check_header(&config_bytes, Magic::Config, "config")?;
-        let (key, key_name) = Self::find_key(&backend, password).await?;
+        // Version first, so a newer repository is named as such (unless the
+        // key shows that only the version field is damaged, below).
+        let newer = match repofile::check_header(&config_bytes, Magic::Config, "config") {
+            Err(e @ Error::UnsupportedVersion { .. }) => Some(e),
+            _ => None,
+        };
+        let (key, key_name) = match Self::find_key(&backend, password).await {
+            Ok(k) => k,
+            Err(e) => return Err(newer.unwrap_or(e)),
+        };
         let cipher = key.cipher();
-        let payload = repofile::open(&cipher, Magic::Config, &Id::ZERO, &config_bytes, "config")?;
-        let config: Config = serde_json::from_slice(&payload).map_err(|e| Error::format("config", e.to_string()))?;
-        if config.version > REPO_VERSION {
-            return Err(Error::UnsupportedVersion {
-                found: config.version,
-                supported: REPO_VERSION,
-            });
-        }
-        config.validate().map_err(|r| Error::format("config", r))?;
+        let config = match decode_config(&cipher, &config_bytes) {
+            Ok(c) => c,
+            Err(e) if e.is_damage() || matches!(e, Error::UnsupportedVersion { .. }) => {
+                match config_from_copy(&backend, &cipher).await {
+                    Some(c) => {
+                        tracing::warn!(
+                            "the config is damaged ({e}); using its intact copy (`lifeboat check` reports it)"
+                        );
+                        c
+                    }
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(policy) = &config.object_lock {
             apply_lock_policy(backend.as_ref(), policy);
         }
@@ -426,6 +445,47 @@ impl Repository {
         self.backend.create(FileKind::Key, &name, bytes.into()).await?;
         Ok(name)
     }
+}
+
+/// Opens, parses and validates a sealed config.
+/// A header claiming a newer format whose body authenticates as the current
+/// one is damage (a flipped version byte), and is named so.
+pub fn decode_config(cipher: &Cipher, bytes: &[u8]) -> Result<Config> {
+    let payload = match repofile::open(cipher, Magic::Config, &Id::ZERO, bytes, "config") {
+        Err(Error::UnsupportedVersion { .. }) if repofile::authenticates_as_current(cipher, bytes) => {
+            return Err(Error::format("config", "its format version field is damaged"));
+        }
+        r => r?,
+    };
+    let config: Config = serde_json::from_slice(&payload).map_err(|e| Error::format("config", e.to_string()))?;
+    if config.version > REPO_VERSION {
+        return Err(Error::UnsupportedVersion {
+            found: config.version,
+            supported: REPO_VERSION,
+        });
+    }
+    config.validate().map_err(|r| Error::format("config", r))?;
+    Ok(config)
+}
+
+/// The config from the first intact copy (its bytes hash to its name and
+/// it decodes), if any.
+async fn config_from_copy(backend: &Arc<dyn Backend>, cipher: &Cipher) -> Option<Config> {
+    for f in backend.list(FileKind::ConfigCopy).await.ok()? {
+        if repofile::check_size(FileKind::ConfigCopy, &f.name, f.size).is_err() {
+            continue;
+        }
+        let Ok(bytes) = backend.read(FileKind::ConfigCopy, &f.name).await else {
+            continue;
+        };
+        if blake3::hash(&bytes).to_hex().as_str() != f.name {
+            continue;
+        }
+        if let Ok(c) = decode_config(cipher, &bytes) {
+            return Some(c);
+        }
+    }
+    None
 }
 
 /// Opens and decodes one index file, checking its content against its id.

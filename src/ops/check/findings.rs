@@ -12,6 +12,9 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
+    /// The config or one of its copies is damaged (error), or the config has
+    /// no copy (warning).
+    Config,
     /// A key file that is damaged: its bytes do not hash to its name, or it
     /// does not parse (error).
     KeyFile,

@@ -269,6 +269,57 @@ pub(super) async fn report_uses(
 }
 
 /// Loads every snapshot file, oldest first; damaged ones are reported.
+/// The config and each copy of it must be intact and agree (§3).
+pub(super) async fn check_config(repo: &Repository, report: &mut CheckReport) -> Result<()> {
+    use crate::repo::repository_config as rc;
+    let backend = repo.backend();
+    let primary = match backend.read(FileKind::Config, "config").await {
+        Ok(b) => rc::decode_config(repo.cipher(), &b),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = primary {
+        report.error(
+            Finding::new(
+                FindingKind::Config,
+                format!("config: {} (an intact copy is in use)", reason(&e)),
+            )
+            .file("config".to_string()),
+        );
+    }
+    let copies = backend.list(FileKind::ConfigCopy).await?;
+    if copies.is_empty() {
+        report.warn(Finding::new(
+            FindingKind::Config,
+            "the config has no copy (the repository predates config copies): a damaged config would make it unreadable",
+        ));
+    }
+    for f in copies {
+        let res = async {
+            crate::repo::repofile::check_size(FileKind::ConfigCopy, &f.name, f.size)?;
+            let bytes = backend.read(FileKind::ConfigCopy, &f.name).await?;
+            if blake3::hash(&bytes).to_hex().as_str() != f.name {
+                return Err(crate::Error::integrity("config copy"));
+            }
+            let c = rc::decode_config(repo.cipher(), &bytes)?;
+            if &c != repo.config() {
+                return Err(crate::Error::format("config copy", "differs from the config in use"));
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = res {
+            report.error(
+                Finding::new(
+                    FindingKind::Config,
+                    format!("config copy {}: {}", crate::util::short_name(&f.name), reason(&e)),
+                )
+                .file(format!("config-copy/{}", f.name)),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Every key file must be intact (its bytes hash to its name, it parses):
 /// a damaged second key is found here, not on the day it is needed.
 pub(super) async fn check_keys(repo: &Repository, report: &mut CheckReport) -> Result<()> {
