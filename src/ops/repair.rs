@@ -262,7 +262,9 @@ pub async fn repair_as_of(
     let restore_order = [
         FileKind::Pack,
         FileKind::Index,
+        FileKind::Damage,
         FileKind::Key,
+        FileKind::ConfigCopy,
         FileKind::Config,
         FileKind::Snapshot,
     ];
@@ -294,7 +296,14 @@ pub async fn repair_as_of(
             live.create(kind, &v.name, data).await?;
         }
     }
-    for kind in [FileKind::Snapshot, FileKind::Index, FileKind::Key, FileKind::Pack] {
+    for kind in [
+        FileKind::Snapshot,
+        FileKind::Damage,
+        FileKind::Index,
+        FileKind::Key,
+        FileKind::ConfigCopy,
+        FileKind::Pack,
+    ] {
         let past: HashSet<&str> = view.versions(kind).map(|v| v.name.as_str()).collect();
         let mut extra: Vec<&String> = current_by_kind[&kind]
             .keys()
