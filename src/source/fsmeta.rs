@@ -6,60 +6,25 @@
 //! ACLs are stored as their raw `system.posix_acl_*` xattrs, which carry
 //! numeric ids, so they are restored numerically.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, AT_FDCWD};
+use nix::fcntl::{AtFlags, OFlag, AT_FDCWD};
 use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Group, Uid, User, Whence};
 
 use crate::repo::tree::{Bytes64, NodeType, Timespec, Xattr};
+use crate::source::fsat::{At, SHORT};
 
 fn cpath(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
-}
-
-pub fn node_type(md: &std::fs::Metadata) -> Option<NodeType> {
-    use std::os::unix::fs::FileTypeExt;
-    let t = md.file_type();
-    Some(if t.is_file() {
-        NodeType::File
-    } else if t.is_dir() {
-        NodeType::Dir
-    } else if t.is_symlink() {
-        NodeType::Symlink
-    } else if t.is_char_device() {
-        NodeType::Chardev
-    } else if t.is_block_device() {
-        NodeType::Blockdev
-    } else if t.is_fifo() {
-        NodeType::Fifo
-    } else if t.is_socket() {
-        NodeType::Socket
-    } else {
-        return None;
-    })
-}
-
-/// (mtime, ctime) of a file.
-pub fn times(md: &std::fs::Metadata) -> (Timespec, Timespec) {
-    (
-        Timespec {
-            sec: md.mtime(),
-            nsec: md.mtime_nsec() as u32,
-        },
-        Timespec {
-            sec: md.ctime(),
-            nsec: md.ctime_nsec() as u32,
-        },
-    )
 }
 
 /// Caches uid/gid → name lookups (NSS calls are slow).
@@ -88,9 +53,16 @@ fn lookup_group(gid: u32) -> Option<String> {
     Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name)
 }
 
-/// All extended attributes of a path, not following symlinks, sorted by name.
-/// File systems without xattr support yield an empty list.
-pub fn read_xattrs(path: &Path) -> io::Result<Vec<Xattr>> {
+/// All extended attributes of a file, not following symlinks, sorted by name.
+/// `path` is its full path, used while it is short; `at` the same file
+/// relative to its directory. File systems without xattr support yield an
+/// empty list.
+pub fn read_xattrs(path: &Path, at: &At<'_>) -> io::Result<Vec<Xattr>> {
+    let path = match path.as_os_str().len() <= SHORT {
+        true => Cow::Borrowed(path),
+        false => at.plain_path(),
+    };
+    let path = path.as_ref();
     let names = match xattr::list(path) {
         Ok(n) => n,
         Err(e) if is_unsupported(&e) => return Ok(Vec::new()),
@@ -206,20 +178,12 @@ pub fn data_regions(file: &File, size: u64, blocks: u64) -> io::Result<Vec<(u64,
     Ok(out)
 }
 
-/// Opens a file for reading without updating its atime where permitted.
-pub fn open_noatime(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(f) => Ok(f),
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path),
-        Err(e) => Err(e),
+/// Opens a file for reading (never through a symlink) without updating its
+/// atime where permitted.
+pub fn open_noatime(at: &At<'_>) -> io::Result<File> {
+    match at.open(OFlag::O_RDONLY | OFlag::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => at.open(OFlag::O_RDONLY),
+        r => r,
     }
 }
 
@@ -227,6 +191,7 @@ pub fn open_noatime(path: &Path) -> io::Result<File> {
 mod tests {
     use super::*;
     use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn sparse_regions() {
