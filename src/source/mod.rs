@@ -1,6 +1,6 @@
 //! What a backup reads: the file-system walker (with the parent-snapshot
 //! comparison), file metadata, fd-relative access for trees of any depth
-//! and include/exclude filters. Volumes, freeze
+//! (also used by restore), and include/exclude filters. Volumes, freeze
 //! providers and command streams will live here too.
 
 pub mod archiver;
