@@ -83,11 +83,10 @@ pub async fn restore(g: &Global, a: RestoreArgs) -> CmdResult {
 
 pub async fn ls(g: &Global, a: LsArgs) -> CmdResult {
     let mut repo = open(g).await?;
-    let items = lifeboat::ops::ls::ls(&mut repo, &a.snapshot, &filter(&a.filter), a.path.as_deref()).await?;
+    let listing = lifeboat::ops::ls::ls(&mut repo, &a.snapshot, &filter(&a.filter), a.path.as_deref()).await?;
     let mut out = std::io::stdout().lock();
-    for it in items {
-        let path = std::path::Path::new("/").join(&it.rel);
-        let n = &it.node;
+    listing.for_each(|rel, n| {
+        let path = std::path::Path::new("/").join(rel);
         let r = if g.json {
             let v = serde_json::json!({
                 "path": path.to_string_lossy(), "name": String::from_utf8_lossy(&n.name.0), "type": n.kind.as_str(),
@@ -121,10 +120,8 @@ pub async fn ls(g: &Global, a: LsArgs) -> CmdResult {
         } else {
             writeln!(out, "{}", path.display())
         };
-        if r.is_err() {
-            break; // closed pipe
-        }
-    }
+        r.is_ok() // else a closed pipe: stop
+    });
     Ok(EXIT_OK)
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::ops::restore::restorer;
+use crate::ops::restore::{listing, restorer};
 use crate::repo::snapshot::{Snapshot, SnapshotFilter};
 use crate::repo::Repository;
 use crate::Result;
@@ -18,6 +18,6 @@ pub async fn dump(
 ) -> Result<u64> {
     repo.load_index().await?;
     let (_, snap) = Snapshot::find(repo, selector, filter).await?;
-    let node = restorer::find_node(repo, &snap, path).await?;
+    let node = listing::find_node(repo, &snap, path).await?;
     restorer::dump(repo, &node, out).await
 }

@@ -1,8 +1,8 @@
 //! `lifeboat ls`: the entries of a snapshot, optionally below one path.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::ops::restore::restorer::{self, Item};
+use crate::ops::restore::listing::{self, Listing};
 use crate::repo::snapshot::{Snapshot, SnapshotFilter};
 use crate::repo::Repository;
 use crate::source::filter::PathFilter;
@@ -15,14 +15,13 @@ pub async fn ls(
     selector: &str,
     filter: &SnapshotFilter,
     below: Option<&Path>,
-) -> Result<Vec<Item>> {
+) -> Result<Listing> {
     repo.load_index().await?;
     let (_, snap) = Snapshot::find(repo, selector, filter).await?;
     let none = PathFilter::new(&[])?;
-    let items = restorer::collect(repo, &snap.tree, &none, &none).await?;
-    let prefix: Option<PathBuf> = below.map(|p| p.strip_prefix("/").unwrap_or(p).to_path_buf());
-    Ok(match prefix {
-        Some(p) => items.into_iter().filter(|it| it.rel.starts_with(&p)).collect(),
-        None => items,
+    let all = listing::collect(repo, &snap.tree, &none, &none).await?;
+    Ok(match below {
+        Some(p) => all.below(p.strip_prefix("/").unwrap_or(p)),
+        None => all,
     })
 }

@@ -99,50 +99,102 @@ struct Salvage<'a> {
     removed: Vec<String>,
 }
 
+/// A tree being rewritten: its remaining nodes, the new tree so far, and
+/// the directory node waiting for its own rewritten subtree.
+struct SalvageFrame {
+    id: Id,
+    nodes: std::vec::IntoIter<Node>,
+    out: Tree,
+    changed: bool,
+    /// Length of the path (for messages) at this tree.
+    len: usize,
+    pending: Option<Node>,
+}
+
+/// What looking at a tree gave: its result at once, or a tree to rewrite.
+enum Look {
+    Done((Id, bool)),
+    Walk(Box<SalvageFrame>),
+}
+
 impl Salvage<'_> {
     /// Rewrites a tree without what cannot be restored; returns (id, changed).
+    /// Depth first with an explicit stack, so any depth is fine.
     async fn tree(&mut self, id: Id, path: &str) -> Result<(Id, bool)> {
-        if let Some(r) = self.done.get(&id) {
-            return Ok(*r);
-        }
-        let tree = match self.repo.read_tree(&id).await {
-            Ok(t) => t,
-            Err(e) => {
-                self.removed.push(format!("{path}/ (directory contents: {e})"));
-                let empty = Tree::default();
-                return Ok((self.save(&empty)?, true));
-            }
+        let mut path = path.to_string();
+        let mut stack = match self.look(id, &path).await? {
+            Look::Done(r) => return Ok(r),
+            Look::Walk(f) => vec![*f],
         };
-        let mut out = Tree::default();
-        let mut changed = false;
-        for node in tree.nodes {
-            let p = format!("{path}/{}", String::from_utf8_lossy(&node.name.0));
-            match node.kind {
-                NodeType::Dir => {
-                    let mut n: Node = node.clone();
-                    if let Some(sub) = node.subtree {
-                        let (nid, ch) = Box::pin(self.tree(sub, &p)).await?;
-                        changed |= ch;
-                        n.subtree = Some(nid);
-                    }
-                    out.nodes.push(n);
+        // The result of the subtree just finished, for the frame waiting for it.
+        let mut below: Option<(Id, bool)> = None;
+        loop {
+            let top = stack.last_mut().expect("a frame until the root is done");
+            if let Some((nid, ch)) = below.take() {
+                let mut n = top.pending.take().expect("a directory waits for its subtree");
+                top.changed |= ch;
+                n.subtree = Some(nid);
+                top.out.nodes.push(n);
+            }
+            let Some(node) = top.nodes.next() else {
+                let done = stack.pop().expect("non-empty");
+                let nid = if done.changed { self.save(&done.out)? } else { done.id };
+                self.done.insert(done.id, (nid, done.changed));
+                if stack.is_empty() {
+                    return Ok((nid, done.changed));
                 }
+                below = Some((nid, done.changed));
+                continue;
+            };
+            path.truncate(top.len);
+            path.push('/');
+            path.push_str(&String::from_utf8_lossy(&node.name.0));
+            match node.kind {
+                NodeType::Dir => match node.subtree {
+                    Some(sub) => {
+                        top.pending = Some(node);
+                        match self.look(sub, &path).await? {
+                            Look::Done(r) => below = Some(r),
+                            Look::Walk(f) => stack.push(*f),
+                        }
+                    }
+                    None => top.out.nodes.push(node),
+                },
                 NodeType::File => {
                     if node.data_ids().all(|(b, _)| self.repo.index().contains(&b)) {
-                        out.nodes.push(node);
+                        top.out.nodes.push(node);
                     } else {
                         // A file with missing data is dropped, not padded:
                         // restoring wrong bytes silently is worse than a gap.
-                        self.removed.push(p);
-                        changed = true;
+                        self.removed.push(path.clone());
+                        top.changed = true;
                     }
                 }
-                _ => out.nodes.push(node),
+                _ => top.out.nodes.push(node),
             }
         }
-        let nid = if changed { self.save(&out)? } else { id };
-        self.done.insert(id, (nid, changed));
-        Ok((nid, changed))
+    }
+
+    /// Looks a tree up: already rewritten, unreadable (replaced by an empty
+    /// one), or to be rewritten; `path` is its path, for messages.
+    async fn look(&mut self, id: Id, path: &str) -> Result<Look> {
+        if let Some(r) = self.done.get(&id) {
+            return Ok(Look::Done(*r));
+        }
+        match self.repo.read_tree(&id).await {
+            Ok(t) => Ok(Look::Walk(Box::new(SalvageFrame {
+                id,
+                nodes: t.nodes.into_iter(),
+                out: Tree::default(),
+                changed: false,
+                len: path.len(),
+                pending: None,
+            }))),
+            Err(e) => {
+                self.removed.push(format!("{path}/ (directory contents: {e})"));
+                Ok(Look::Done((self.save(&Tree::default())?, true)))
+            }
+        }
     }
 
     fn save(&self, t: &Tree) -> Result<Id> {

@@ -300,6 +300,20 @@ pub(crate) mod tests {
         }
     }
 
+    /// A tree blob is one directory's flat node list: nesting goes through
+    /// subtree ids, so neither encoding nor decoding recurses per level, and
+    /// a hostile deeply nested blob is refused by serde_json's depth limit
+    /// instead of exhausting the stack.
+    #[test]
+    fn deep_nesting_is_refused_not_recursed() {
+        for open in ["[", "{\"nodes\":["] {
+            let blob = open.repeat(100_000);
+            assert!(Tree::decode(blob.as_bytes()).is_err());
+        }
+        let blob = format!("{{\"nodes\":[{{\"name\":{}}}]}}", "[".repeat(100_000));
+        assert!(Tree::decode(blob.as_bytes()).is_err());
+    }
+
     #[test]
     fn hostile_names_rejected() {
         for bad in [

@@ -3,8 +3,8 @@
 //! blobs go through the [`Saver`] pipeline. A file that cannot be read is
 //! reported (and makes the backup "partial"), never silently skipped.
 
-use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsString;
+use std::collections::{btree_map, BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
@@ -23,6 +23,7 @@ use crate::repo::snapshot::{Snapshot, SnapshotKind, SnapshotSummary};
 use crate::repo::tree::{Bytes64, Extent, Node, NodeType, Tree};
 use crate::repo::Repository;
 use crate::source::filter::PathFilter;
+use crate::source::fsat::{self, At, DirChain, Stat};
 use crate::source::fsmeta::{self, NameCache};
 use crate::{Error, Result};
 
@@ -187,6 +188,33 @@ impl TreePrefetch {
     }
 }
 
+/// A directory being walked: its node, what is left to visit in it and the
+/// tree built so far. The walk's stack holds one per directory level.
+struct Frame<'s> {
+    /// The directory's node; `None` for the root of the walk (`/`).
+    node: Option<Node>,
+    /// The subtree of the same name in the parent snapshot, for the counts.
+    old: Option<Id>,
+    /// The directory's tree in the parent snapshot.
+    parent: Option<Tree>,
+    todo: Todo<'s>,
+    tree: Tree,
+    /// The device of the backup path it lies under (`--one-file-system`).
+    dev: u64,
+    /// Whether it is the [`DirChain`]'s current directory.
+    pushed: bool,
+}
+
+/// The entries of a directory still to visit.
+enum Todo<'s> {
+    /// Everything in it: its names, sorted.
+    All(std::vec::IntoIter<OsString>),
+    /// Only the backup paths below it.
+    Some(btree_map::Iter<'s, Vec<u8>, Sel>),
+    /// Nothing (unreadable, or another file system with `--one-file-system`).
+    Nothing,
+}
+
 struct FsWalker<'a> {
     repo: &'a Repository,
     prefetch: TreePrefetch,
@@ -251,9 +279,8 @@ impl<'a> FsWalker<'a> {
         }
     }
 
-    fn base_node(&mut self, name: &[u8], path: &Path, md: &std::fs::Metadata, kind: NodeType) -> Node {
-        let (mtime, ctime) = fsmeta::times(md);
-        let xattrs = match fsmeta::read_xattrs(path) {
+    fn base_node(&mut self, name: &[u8], path: &Path, at: &At<'_>, st: &Stat, kind: NodeType) -> Node {
+        let xattrs = match fsmeta::read_xattrs(path, at) {
             Ok(x) => x,
             Err(e) => {
                 self.report(path, format!("reading extended attributes: {e}"));
@@ -263,16 +290,16 @@ impl<'a> FsWalker<'a> {
         Node {
             name: Bytes64(name.to_vec()),
             kind,
-            mode: md.mode() & 0o7777,
-            uid: md.uid(),
-            gid: md.gid(),
-            user: self.names.user(md.uid()),
-            group: self.names.group(md.gid()),
-            mtime,
-            ctime,
-            inode: md.ino(),
-            device_id: md.dev(),
-            links: md.nlink(),
+            mode: st.mode() & 0o7777,
+            uid: st.uid(),
+            gid: st.gid(),
+            user: self.names.user(st.uid()),
+            group: self.names.group(st.gid()),
+            mtime: st.mtime(),
+            ctime: st.ctime(),
+            inode: st.ino(),
+            device_id: st.dev(),
+            links: st.nlink(),
             size: 0,
             rdev: 0,
             target: None,
@@ -282,70 +309,171 @@ impl<'a> FsWalker<'a> {
         }
     }
 
-    /// Builds the node for one path (recursing into directories).
-    fn entry(
-        &mut self,
-        name: &[u8],
-        path: &Path,
-        sel: &Sel,
-        parent: Option<&Node>,
-        root_dev: Option<u64>,
-    ) -> Result<Option<Node>> {
-        let md = match std::fs::symlink_metadata(path) {
-            Ok(m) => m,
-            Err(e) => {
-                self.report(path, e);
-                return Ok(None);
-            }
+    /// Walks the selection from `/` and returns the root tree. Depth first
+    /// with an explicit stack of directories (one [`Frame`] each) and every
+    /// call relative to the directory's descriptor ([`DirChain`]), so neither
+    /// the stack nor `PATH_MAX` bounds the depth. Trees are saved bottom-up,
+    /// in the order a recursive walk would save them.
+    fn walk(&mut self, sel: &Sel, root_parent: Option<Tree>) -> Result<Tree> {
+        let root = Path::new("/");
+        let mut chain = DirChain::open(root, matches!(sel, Sel::All)).map_err(|e| Error::io(root, e))?;
+        let todo = match sel {
+            Sel::All => Todo::All(self.read_names(&chain).into_iter()),
+            Sel::Some(children) => Todo::Some(children.iter()),
         };
-        let Some(kind) = fsmeta::node_type(&md) else {
-            self.report(path, "unsupported file type");
-            return Ok(None);
-        };
-        let mut node = self.base_node(name, path, &md, kind);
-        match kind {
-            NodeType::Dir => {
-                let parent_tree = self.load_tree(parent.filter(|p| p.kind == NodeType::Dir).and_then(|p| p.subtree));
-                let dev = root_dev.unwrap_or(md.dev());
-                let tree = match sel {
-                    Sel::All if self.one_fs && md.dev() != dev => Tree::default(),
-                    Sel::All => self.dir_all(path, parent_tree.as_ref(), dev)?,
-                    Sel::Some(children) => self.dir_some(path, children, parent_tree.as_ref())?,
-                };
-                if let Some(t) = &parent_tree {
-                    self.prefetch.drop_children(t);
+        let dev = fsat::Stat::of(chain.fd().map_err(|e| Error::io(root, e))?)
+            .map(|s| s.dev())
+            .unwrap_or(0);
+        let mut stack = vec![Frame {
+            node: None,
+            old: None,
+            parent: root_parent,
+            todo,
+            tree: Tree::default(),
+            dev,
+            pushed: false,
+        }];
+        loop {
+            let top = stack.last_mut().expect("the root frame stays until the end");
+            let next = match &mut top.todo {
+                Todo::All(names) => names.next().map(|n| (n.into_vec(), &Sel::All)),
+                Todo::Some(children) => children.next().map(|(n, s)| (n.clone(), s)),
+                Todo::Nothing => None,
+            };
+            let Some((name, sel)) = next else {
+                let done = stack.pop().expect("non-empty");
+                if done.pushed {
+                    chain.pop();
                 }
-                let id = self.save_tree(&tree)?;
-                match parent.and_then(|p| p.subtree) {
-                    Some(old) if old == id => self.c.dirs_unmodified += 1,
-                    Some(_) => self.c.dirs_changed += 1,
-                    None => self.c.dirs_new += 1,
+                if let Some(root) = self.finish_dir(done, &mut stack)? {
+                    return Ok(root);
                 }
-                node.subtree = Some(id);
+                continue;
+            };
+            let top = stack.last().expect("non-empty");
+            let path = chain.path().join(OsStr::from_bytes(&name));
+            let all = matches!(top.todo, Todo::All(_));
+            if all && self.excludes.matches(path.as_os_str().as_bytes()) {
+                continue;
             }
-            _ if matches!(sel, Sel::Some(_)) => {
-                self.report(path, "is not a directory but a backup path lies below it");
-                return Ok(None);
-            }
-            NodeType::File => {
-                if !self.file(&mut node, path, &md, parent)? {
-                    return Ok(None);
-                }
-            }
-            NodeType::Symlink => match std::fs::read_link(path) {
-                Ok(t) => {
-                    node.size = t.as_os_str().len() as u64;
-                    node.target = Some(Bytes64(t.into_os_string().into_vec()));
-                }
+            let pnode = top.parent.as_ref().and_then(|t| t.find(&name));
+            let at = match chain.at(OsStr::from_bytes(&name)) {
+                Ok(at) => at,
                 Err(e) => {
-                    self.report(path, e);
-                    return Ok(None);
+                    self.report(&path, e);
+                    continue;
                 }
-            },
-            NodeType::Chardev | NodeType::Blockdev => node.rdev = md.rdev(),
-            NodeType::Fifo | NodeType::Socket => {}
+            };
+            let st = match at.lstat() {
+                Ok(s) => s,
+                Err(e) => {
+                    self.report(&path, e);
+                    continue;
+                }
+            };
+            let Some(kind) = st.kind() else {
+                self.report(&path, "unsupported file type");
+                continue;
+            };
+            let mut node = self.base_node(&name, &path, &at, &st, kind);
+            match kind {
+                NodeType::Dir => {
+                    let old = pnode.and_then(|p| p.subtree);
+                    let parent = self.load_tree(pnode.filter(|p| p.kind == NodeType::Dir).and_then(|p| p.subtree));
+                    let dev = if all { top.dev } else { st.dev() };
+                    let (todo, pushed) = match sel {
+                        Sel::All if self.one_fs && st.dev() != dev => (Todo::Nothing, false),
+                        Sel::All => match chain.push(OsStr::from_bytes(&name), true) {
+                            Ok(()) => (Todo::All(self.read_names(&chain).into_iter()), true),
+                            Err(e) => {
+                                self.report(&path, e);
+                                (Todo::Nothing, true)
+                            }
+                        },
+                        // Children that cannot be reached report why, each.
+                        Sel::Some(children) => {
+                            let _ = chain.push(OsStr::from_bytes(&name), false);
+                            (Todo::Some(children.iter()), true)
+                        }
+                    };
+                    stack.push(Frame {
+                        node: Some(node),
+                        old,
+                        parent,
+                        todo,
+                        tree: Tree::default(),
+                        dev,
+                        pushed,
+                    });
+                    continue;
+                }
+                _ if matches!(sel, Sel::Some(_)) => {
+                    self.report(&path, "is not a directory but a backup path lies below it");
+                    continue;
+                }
+                NodeType::File => {
+                    if !self.file(&mut node, &at, &path, &st, pnode)? {
+                        continue;
+                    }
+                }
+                NodeType::Symlink => match at.readlink() {
+                    Ok(t) => {
+                        node.size = t.len() as u64;
+                        node.target = Some(Bytes64(t.into_vec()));
+                    }
+                    Err(e) => {
+                        self.report(&path, e);
+                        continue;
+                    }
+                },
+                NodeType::Chardev | NodeType::Blockdev => node.rdev = st.rdev(),
+                NodeType::Fifo | NodeType::Socket => {}
+            }
+            stack.last_mut().expect("non-empty").tree.nodes.push(node);
         }
-        Ok(Some(node))
+    }
+
+    /// The entries of the chain's current directory, sorted by name bytes.
+    fn read_names(&mut self, chain: &DirChain) -> Vec<OsString> {
+        let mut names: Vec<OsString> = Vec::new();
+        match chain.fd().and_then(fsat::read_names) {
+            Ok(entries) => {
+                for e in entries {
+                    match e {
+                        Ok(e) => names.push(e.name),
+                        Err(err) => self.report(chain.path(), err),
+                    }
+                }
+            }
+            Err(e) => self.report(chain.path(), e),
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        names
+    }
+
+    /// Saves a finished directory's tree and adds its node to the tree of
+    /// the directory above (now the top of `stack`); the root of the walk
+    /// (no node) is returned instead.
+    fn finish_dir<'s>(&mut self, f: Frame<'s>, stack: &mut [Frame<'s>]) -> Result<Option<Tree>> {
+        let mut tree = f.tree;
+        if matches!(f.todo, Todo::Some(_)) {
+            tree.sort();
+        }
+        let Some(mut node) = f.node else {
+            return Ok(Some(tree));
+        };
+        if let Some(t) = &f.parent {
+            self.prefetch.drop_children(t);
+        }
+        let id = self.save_tree(&tree)?;
+        match f.old {
+            Some(old) if old == id => self.c.dirs_unmodified += 1,
+            Some(_) => self.c.dirs_changed += 1,
+            None => self.c.dirs_new += 1,
+        }
+        node.subtree = Some(id);
+        stack.last_mut().expect("a parent frame").tree.nodes.push(node);
+        Ok(None)
     }
 
     fn save_tree(&mut self, tree: &Tree) -> Result<Id> {
@@ -355,52 +483,9 @@ impl<'a> FsWalker<'a> {
         Ok(id)
     }
 
-    fn dir_some(&mut self, path: &Path, children: &BTreeMap<Vec<u8>, Sel>, parent: Option<&Tree>) -> Result<Tree> {
-        let mut tree = Tree::default();
-        for (name, sel) in children {
-            let child = path.join(OsString::from_vec(name.clone()));
-            let pnode = parent.and_then(|t| t.find(name));
-            if let Some(n) = self.entry(name, &child, sel, pnode, None)? {
-                tree.nodes.push(n);
-            }
-        }
-        tree.sort();
-        Ok(tree)
-    }
-
-    fn dir_all(&mut self, path: &Path, parent: Option<&Tree>, dev: u64) -> Result<Tree> {
-        let mut names: Vec<OsString> = Vec::new();
-        match std::fs::read_dir(path) {
-            Ok(rd) => {
-                for e in rd {
-                    match e {
-                        Ok(e) => names.push(e.file_name()),
-                        Err(err) => self.report(path, err),
-                    }
-                }
-            }
-            Err(e) => {
-                self.report(path, e);
-            }
-        }
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let mut tree = Tree::default();
-        for name in names {
-            let child = path.join(&name);
-            if self.excludes.matches(child.as_os_str().as_bytes()) {
-                continue;
-            }
-            let pnode = parent.and_then(|t| t.find(name.as_bytes()));
-            if let Some(n) = self.entry(name.as_bytes(), &child, &Sel::All, pnode, Some(dev))? {
-                tree.nodes.push(n);
-            }
-        }
-        Ok(tree)
-    }
-
     /// Fills a file node's content. Returns false if the file was unreadable.
-    fn file(&mut self, node: &mut Node, path: &Path, md: &std::fs::Metadata, parent: Option<&Node>) -> Result<bool> {
-        node.size = md.len();
+    fn file(&mut self, node: &mut Node, at: &At<'_>, path: &Path, st: &Stat, parent: Option<&Node>) -> Result<bool> {
+        node.size = st.size();
         self.c.files += 1;
         let done = |w: &mut Self, n: u64| {
             w.progress.files_done.fetch_add(1, Relaxed);
@@ -415,8 +500,8 @@ impl<'a> FsWalker<'a> {
                 return Ok(true);
             }
         }
-        if md.nlink() > 1 {
-            if let Some((content, size)) = self.hardlinks.get(&(md.dev(), md.ino())) {
+        if st.nlink() > 1 {
+            if let Some((content, size)) = self.hardlinks.get(&(st.dev(), st.ino())) {
                 node.content = Some(content.clone());
                 node.size = *size;
                 if parent.is_some_and(|p| p.kind == NodeType::File) {
@@ -428,11 +513,11 @@ impl<'a> FsWalker<'a> {
                 return Ok(true);
             }
         }
-        match self.read_file(path, md) {
+        match self.read_file(at, path, st) {
             Ok((content, size)) => {
                 node.size = size;
-                if md.nlink() > 1 {
-                    self.hardlinks.insert((md.dev(), md.ino()), (content.clone(), size));
+                if st.nlink() > 1 {
+                    self.hardlinks.insert((st.dev(), st.ino()), (content.clone(), size));
                 }
                 node.content = Some(content);
                 if parent.is_some_and(|p| p.kind == NodeType::File) {
@@ -452,10 +537,10 @@ impl<'a> FsWalker<'a> {
         }
     }
 
-    fn read_file(&mut self, path: &Path, md: &std::fs::Metadata) -> std::result::Result<(Vec<Extent>, u64), ReadFail> {
-        let mut f = fsmeta::open_noatime(path)?;
+    fn read_file(&mut self, at: &At<'_>, path: &Path, st: &Stat) -> std::result::Result<(Vec<Extent>, u64), ReadFail> {
+        let mut f = fsmeta::open_noatime(at)?;
         let fmd = f.metadata()?;
-        if !fmd.is_file() || fmd.ino() != md.ino() {
+        if !fmd.is_file() || fmd.ino() != st.ino() {
             return Err(ReadFail::Source(io::Error::other(
                 "file was replaced while being backed up",
             )));
@@ -505,27 +590,49 @@ fn unchanged(old: &Node, new: &Node) -> bool {
 }
 
 /// Counts files and bytes to back up, for the ETA (runs beside the backup).
+/// Depth first like the walk, relative to each directory's descriptor.
 fn scan(paths: &[PathBuf], excludes: &PathFilter, progress: &Progress) {
-    let mut stack: Vec<PathBuf> = paths.to_vec();
-    while let Some(p) = stack.pop() {
-        let Ok(md) = std::fs::symlink_metadata(&p) else {
+    let count = |st: &Stat| {
+        if st.is_file() {
+            progress.files_total.fetch_add(1, Relaxed);
+            progress.bytes_total.fetch_add(st.size(), Relaxed);
+        }
+    };
+    for p in paths {
+        let Ok(st) = At::path(p).lstat() else { continue };
+        count(&st);
+        let Some(mut chain) = st.is_dir().then(|| DirChain::open(p, true).ok()).flatten() else {
             continue;
         };
-        if md.is_dir() {
-            if let Ok(rd) = std::fs::read_dir(&p) {
-                for e in rd.flatten() {
-                    let c = e.path();
-                    if !excludes.matches(c.as_os_str().as_bytes()) {
-                        stack.push(c);
-                    }
+        // Per level: the names still to visit.
+        let mut todo = vec![scan_names(&chain)];
+        while let Some(names) = todo.last_mut() {
+            let Some(name) = names.pop() else {
+                todo.pop();
+                if !todo.is_empty() {
+                    chain.pop();
                 }
+                continue;
+            };
+            if excludes.matches(chain.path().join(&name).as_os_str().as_bytes()) {
+                continue;
             }
-        } else if md.is_file() {
-            progress.files_total.fetch_add(1, Relaxed);
-            progress.bytes_total.fetch_add(md.len(), Relaxed);
+            let Ok(st) = chain.at(&name).and_then(|at| at.lstat()) else {
+                continue;
+            };
+            count(&st);
+            if st.is_dir() {
+                let _ = chain.push(&name, true);
+                todo.push(scan_names(&chain));
+            }
         }
     }
     progress.total_known.store(true, Relaxed);
+}
+
+fn scan_names(chain: &DirChain) -> Vec<OsString> {
+    let entries = chain.fd().and_then(fsat::read_names).unwrap_or_default();
+    entries.into_iter().filter_map(|e| e.ok().map(|e| e.name)).collect()
 }
 
 /// Runs a backup. The repository's index must be loaded. With `lock`, the lease is verified before the snapshot is
@@ -600,17 +707,7 @@ pub async fn backup(
                 hardlinks: HashMap::new(),
             };
             let root_parent = w.load_tree(parent_tree);
-            let res = (|| {
-                let tree = match &sel {
-                    Sel::All => w.dir_all(
-                        Path::new("/"),
-                        root_parent.as_ref(),
-                        std::fs::symlink_metadata("/").map(|m| m.dev()).unwrap_or(0),
-                    )?,
-                    Sel::Some(children) => w.dir_some(Path::new("/"), children, root_parent.as_ref())?,
-                };
-                w.save_tree(&tree)
-            })();
+            let res = w.walk(&sel, root_parent).and_then(|tree| w.save_tree(&tree));
             let errors = std::mem::take(&mut w.errors);
             let counters = std::mem::take(&mut w.c);
             (res.map(|id| (id, errors, counters)), saver)

@@ -4,63 +4,25 @@
 //! the data regions of sparse files.
 //!
 //! ACLs are stored as their raw `system.posix_acl_*` xattrs, which carry
-//! numeric ids, so they are restored numerically.
+//! numeric ids, so they are restored numerically. Files are named as an
+//! [`At`] (a name relative to an open directory), so depth is no limit.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, AT_FDCWD};
+use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FchmodatFlags, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Group, Uid, User, Whence};
 
 use crate::repo::tree::{Bytes64, NodeType, Timespec, Xattr};
-
-fn cpath(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
-}
-
-pub fn node_type(md: &std::fs::Metadata) -> Option<NodeType> {
-    use std::os::unix::fs::FileTypeExt;
-    let t = md.file_type();
-    Some(if t.is_file() {
-        NodeType::File
-    } else if t.is_dir() {
-        NodeType::Dir
-    } else if t.is_symlink() {
-        NodeType::Symlink
-    } else if t.is_char_device() {
-        NodeType::Chardev
-    } else if t.is_block_device() {
-        NodeType::Blockdev
-    } else if t.is_fifo() {
-        NodeType::Fifo
-    } else if t.is_socket() {
-        NodeType::Socket
-    } else {
-        return None;
-    })
-}
-
-/// (mtime, ctime) of a file.
-pub fn times(md: &std::fs::Metadata) -> (Timespec, Timespec) {
-    (
-        Timespec {
-            sec: md.mtime(),
-            nsec: md.mtime_nsec() as u32,
-        },
-        Timespec {
-            sec: md.ctime(),
-            nsec: md.ctime_nsec() as u32,
-        },
-    )
-}
+use crate::source::fsat::{At, SHORT};
 
 /// Caches uid/gid → name lookups (NSS calls are slow).
 #[derive(Default)]
@@ -88,9 +50,16 @@ fn lookup_group(gid: u32) -> Option<String> {
     Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name)
 }
 
-/// All extended attributes of a path, not following symlinks, sorted by name.
-/// File systems without xattr support yield an empty list.
-pub fn read_xattrs(path: &Path) -> io::Result<Vec<Xattr>> {
+/// All extended attributes of a file, not following symlinks, sorted by name.
+/// `path` is its full path, used while it is short; `at` the same file
+/// relative to its directory. File systems without xattr support yield an
+/// empty list.
+pub fn read_xattrs(path: &Path, at: &At<'_>) -> io::Result<Vec<Xattr>> {
+    let path = match path.as_os_str().len() <= SHORT {
+        true => Cow::Borrowed(path),
+        false => at.plain_path(),
+    };
+    let path = path.as_ref();
     let names = match xattr::list(path) {
         Ok(n) => n,
         Err(e) if is_unsupported(&e) => return Ok(Vec::new()),
@@ -116,7 +85,12 @@ fn is_unsupported(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::ENOSYS))
 }
 
-pub fn apply_xattrs(path: &Path, xattrs: &[Xattr]) -> io::Result<()> {
+pub fn apply_xattrs(at: &At<'_>, xattrs: &[Xattr]) -> io::Result<()> {
+    if xattrs.is_empty() {
+        return Ok(());
+    }
+    let path = at.plain_path();
+    let path = path.as_ref();
     for x in xattrs {
         xattr::set(path, OsStr::from_bytes(&x.name.0), &x.value.0)?;
     }
@@ -124,12 +98,11 @@ pub fn apply_xattrs(path: &Path, xattrs: &[Xattr]) -> io::Result<()> {
 }
 
 /// `lchown`: never follows symlinks.
-pub fn lchown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    let c = cpath(path)?;
+pub fn lchown(at: &At<'_>, uid: u32, gid: u32) -> io::Result<()> {
     let (uid, gid) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
     Ok(nix::unistd::fchownat(
-        AT_FDCWD,
-        c.as_c_str(),
+        at.dir,
+        at.name,
         uid,
         gid,
         AtFlags::AT_SYMLINK_NOFOLLOW,
@@ -137,25 +110,23 @@ pub fn lchown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
 }
 
 /// `chmod`: follows symlinks.
-pub fn chmod(path: &Path, mode: u32) -> io::Result<()> {
-    let c = cpath(path)?;
+pub fn chmod(at: &At<'_>, mode: u32) -> io::Result<()> {
     let mode = Mode::from_bits_retain(mode as libc::mode_t);
     Ok(nix::sys::stat::fchmodat(
-        AT_FDCWD,
-        c.as_c_str(),
+        at.dir,
+        at.name,
         mode,
         FchmodatFlags::FollowSymlink,
     )?)
 }
 
 /// Sets atime and mtime with nanoseconds, on the link itself for symlinks.
-pub fn set_times(path: &Path, atime: Timespec, mtime: Timespec) -> io::Result<()> {
-    let c = cpath(path)?;
+pub fn set_times(at: &At<'_>, atime: Timespec, mtime: Timespec) -> io::Result<()> {
     let ts = |t: Timespec| TimeSpec::new(t.sec as libc::time_t, t.nsec as libc::c_long);
     let flag = UtimensatFlags::NoFollowSymlink;
     Ok(nix::sys::stat::utimensat(
-        AT_FDCWD,
-        c.as_c_str(),
+        at.dir,
+        at.name,
         &ts(atime),
         &ts(mtime),
         flag,
@@ -163,8 +134,7 @@ pub fn set_times(path: &Path, atime: Timespec, mtime: Timespec) -> io::Result<()
 }
 
 /// Creates a device node, FIFO or socket placeholder.
-pub fn make_node(path: &Path, kind: NodeType, mode: u32, rdev: u64) -> io::Result<()> {
-    let c = cpath(path)?;
+pub fn make_node(at: &At<'_>, kind: NodeType, mode: u32, rdev: u64) -> io::Result<()> {
     let fmt = match kind {
         NodeType::Chardev => SFlag::S_IFCHR,
         NodeType::Blockdev => SFlag::S_IFBLK,
@@ -173,7 +143,13 @@ pub fn make_node(path: &Path, kind: NodeType, mode: u32, rdev: u64) -> io::Resul
         _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a special file")),
     };
     let perm = Mode::from_bits_retain((mode & 0o7777) as libc::mode_t);
-    Ok(nix::sys::stat::mknod(c.as_c_str(), fmt, perm, rdev as libc::dev_t)?)
+    Ok(nix::sys::stat::mknodat(
+        at.dir,
+        at.name,
+        fmt,
+        perm,
+        rdev as libc::dev_t,
+    )?)
 }
 
 /// Data regions `(offset, len)` of a file of `size` bytes, via SEEK_DATA /
@@ -206,20 +182,12 @@ pub fn data_regions(file: &File, size: u64, blocks: u64) -> io::Result<Vec<(u64,
     Ok(out)
 }
 
-/// Opens a file for reading without updating its atime where permitted.
-pub fn open_noatime(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(f) => Ok(f),
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path),
-        Err(e) => Err(e),
+/// Opens a file for reading (never through a symlink) without updating its
+/// atime where permitted.
+pub fn open_noatime(at: &At<'_>) -> io::Result<File> {
+    match at.open(OFlag::O_RDONLY | OFlag::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => at.open(OFlag::O_RDONLY),
+        r => r,
     }
 }
 
@@ -227,6 +195,7 @@ pub fn open_noatime(path: &Path) -> io::Result<File> {
 mod tests {
     use super::*;
     use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn sparse_regions() {

@@ -1,7 +1,9 @@
 //! What a backup reads: the file-system walker (with the parent-snapshot
-//! comparison), file metadata, and include/exclude filters. Volumes, freeze
+//! comparison), file metadata, fd-relative access for trees of any depth
+//! (also used by restore), and include/exclude filters. Volumes, freeze
 //! providers and command streams will live here too.
 
 pub mod archiver;
 pub mod filter;
+pub mod fsat;
 pub mod fsmeta;

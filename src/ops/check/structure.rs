@@ -13,7 +13,7 @@ use crate::repo::blob::{self, BlobKind};
 use crate::repo::crypto::{Cipher, MasterKey};
 use crate::repo::index::Index;
 use crate::repo::snapshot::Snapshot;
-use crate::repo::tree::{Extent, NodeType, Tree};
+use crate::repo::tree::{Extent, Node, NodeType, Tree};
 use crate::repo::Repository;
 use crate::Result;
 
@@ -89,18 +89,71 @@ impl Ctx {
     }
 }
 
-/// A problem found under a tree: path relative to that tree (empty: the tree itself).
+/// A path below a tree, shared between the levels that report it: each
+/// level adds its name in front of the path below (so a problem deep down
+/// costs one link per level, not a copy of the whole path).
+#[derive(Debug)]
+struct Rel {
+    name: Vec<u8>,
+    below: Option<Arc<Rel>>,
+}
+
+impl Rel {
+    fn bytes(rel: &Option<Arc<Rel>>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut at = rel.as_deref();
+        while let Some(r) = at {
+            if !out.is_empty() {
+                out.push(b'/');
+            }
+            out.extend_from_slice(&r.name);
+            at = r.below.as_deref();
+        }
+        out
+    }
+}
+
+impl Drop for Rel {
+    /// Unlinks the chain one link at a time: dropping it link by link
+    /// recursively could exhaust the stack on a deep path.
+    fn drop(&mut self) {
+        let mut next = self.below.take();
+        while let Some(r) = next {
+            next = match Arc::try_unwrap(r) {
+                Ok(mut r) => r.below.take(),
+                Err(_) => None, // still used elsewhere
+            };
+        }
+    }
+}
+
+/// A problem found under a tree: path relative to that tree (`None`: the tree itself).
 #[derive(Debug, Clone)]
 struct Hit {
-    rel: Vec<u8>,
+    rel: Option<Arc<Rel>>,
     blob: Id,
     kind: BlobKind,
     problem: Arc<Problem>,
 }
 
+/// A tree being walked: its remaining nodes and the hits found so far; the
+/// directory node whose subtree is being walked waits in `pending`.
+struct Frame {
+    id: Id,
+    nodes: std::vec::IntoIter<Node>,
+    hits: Vec<Hit>,
+    pending: Option<Node>,
+}
+
+/// What looking at a tree gave: its hits at once, or a tree to walk.
+enum Visit {
+    Known(Arc<Vec<Hit>>),
+    Walk(Box<Frame>),
+}
+
 /// Walks trees once each, remembering per tree the problems found below it
 /// with paths relative to it, so every snapshot sharing a subtree gets its
-/// problems without reading it again.
+/// problems without reading it again. Depth first with an explicit stack.
 pub(super) struct SnapshotWalker<'a> {
     ctx: &'a Ctx,
     /// `None`: structure check (look everything up). `Some`: only report
@@ -132,75 +185,108 @@ impl<'a> SnapshotWalker<'a> {
             .any(|hits| hits.iter().any(|h| matches!(*h.problem, Problem::NotIndexed)))
     }
 
-    fn walk(&mut self, id: Id) -> std::pin::Pin<Box<dyn std::future::Future<Output = Arc<Vec<Hit>>> + Send + '_>> {
-        Box::pin(async move {
-            if let Some(h) = self.memo.get(&id) {
-                return h.clone();
-            }
-            let own = |problem: Arc<Problem>| {
-                Arc::new(vec![Hit {
-                    rel: Vec::new(),
-                    blob: id,
-                    kind: BlobKind::Tree,
-                    problem,
-                }])
-            };
-            let hits = match self.bad.and_then(|b| b.get(&id)) {
-                Some(problem) => own(problem.clone()),
-                None => match self.ctx.read_tree(&id).await {
-                    Err(_) if self.bad.is_some() => self.empty.clone(),
-                    Err(p) => own(Arc::new(p)),
-                    Ok(tree) => self.walk_nodes(tree).await,
-                },
-            };
-            self.memo.insert(id, hits.clone());
-            hits
-        })
-    }
-
-    async fn walk_nodes(&mut self, tree: Tree) -> Arc<Vec<Hit>> {
-        let mut hits = Vec::new();
-        for node in tree.nodes {
-            let name = &node.name.0;
-            let prefixed = |h: &Hit| {
-                let mut rel = name.clone();
-                if !h.rel.is_empty() {
-                    rel.push(b'/');
-                    rel.extend_from_slice(&h.rel);
-                }
-                Hit {
-                    rel,
+    /// The problems under tree `id`, in node order, depth first.
+    async fn walk(&mut self, id: Id) -> Arc<Vec<Hit>> {
+        let mut stack = match self.visit(id).await {
+            Visit::Known(hits) => return hits,
+            Visit::Walk(f) => vec![*f],
+        };
+        // Hits of the subtree just finished, for the frame that waits for them.
+        let mut below: Option<Arc<Vec<Hit>>> = None;
+        loop {
+            let top = stack.last_mut().expect("a frame until the root is done");
+            if let Some(hits) = below.take() {
+                let node = top.pending.take().expect("a directory waits for its subtree");
+                let name = &node.name.0;
+                top.hits.extend(hits.iter().map(|h| Hit {
+                    rel: Some(Arc::new(Rel {
+                        name: name.clone(),
+                        below: h.rel.clone(),
+                    })),
                     blob: h.blob,
                     kind: h.kind,
                     problem: h.problem.clone(),
-                }
-            };
-            if node.kind == NodeType::Dir {
-                if let Some(sub) = node.subtree {
-                    let below = self.walk(sub).await;
-                    hits.extend(below.iter().map(prefixed));
-                }
+                }));
+                self.data_hits(&node, &mut top.hits);
             }
-            for e in node.content.iter().flatten() {
-                let Extent::Data { id, len } = e else { continue };
-                let problem = match self.bad {
-                    Some(bad) => bad.get(id).cloned(),
-                    None => self.ctx.data_problem(id, *len).map(Arc::new),
+            let Some(node) = top.nodes.next() else {
+                let done = stack.pop().expect("non-empty");
+                let hits = if done.hits.is_empty() {
+                    self.empty.clone()
+                } else {
+                    Arc::new(done.hits)
                 };
-                if let Some(problem) = problem {
-                    hits.push(Hit {
-                        rel: name.clone(),
-                        blob: *id,
-                        kind: BlobKind::Data,
-                        problem,
-                    });
+                self.memo.insert(done.id, hits.clone());
+                if stack.is_empty() {
+                    return hits;
                 }
+                below = Some(hits);
+                continue;
+            };
+            match node.subtree.filter(|_| node.kind == NodeType::Dir) {
+                Some(sub) => {
+                    top.pending = Some(node);
+                    match self.visit(sub).await {
+                        Visit::Known(hits) => below = Some(hits),
+                        Visit::Walk(f) => stack.push(*f),
+                    }
+                }
+                None => self.data_hits(&node, &mut top.hits),
             }
         }
-        if hits.is_empty() {
-            self.empty.clone()
-        } else {
-            Arc::new(hits)
+    }
+
+    /// Looks a tree up: remembered, known bad, unreadable, or to be walked.
+    async fn visit(&mut self, id: Id) -> Visit {
+        if let Some(h) = self.memo.get(&id) {
+            return Visit::Known(h.clone());
+        }
+        let own = |problem: Arc<Problem>| {
+            Arc::new(vec![Hit {
+                rel: None,
+                blob: id,
+                kind: BlobKind::Tree,
+                problem,
+            }])
+        };
+        let hits = match self.bad.and_then(|b| b.get(&id)) {
+            Some(problem) => own(problem.clone()),
+            None => match self.ctx.read_tree(&id).await {
+                Err(_) if self.bad.is_some() => self.empty.clone(),
+                Err(p) => own(Arc::new(p)),
+                Ok(tree) => {
+                    return Visit::Walk(Box::new(Frame {
+                        id,
+                        nodes: tree.nodes.into_iter(),
+                        hits: Vec::new(),
+                        pending: None,
+                    }))
+                }
+            },
+        };
+        self.memo.insert(id, hits.clone());
+        Visit::Known(hits)
+    }
+
+    /// The problems of a node's own data blobs.
+    fn data_hits(&self, node: &Node, hits: &mut Vec<Hit>) {
+        for e in node.content.iter().flatten() {
+            let Extent::Data { id, len } = e else { continue };
+            let problem = match self.bad {
+                Some(bad) => bad.get(id).cloned(),
+                None => self.ctx.data_problem(id, *len).map(Arc::new),
+            };
+            if let Some(problem) = problem {
+                hits.push(Hit {
+                    rel: Some(Arc::new(Rel {
+                        name: node.name.0.clone(),
+                        below: None,
+                    })),
+                    blob: *id,
+                    kind: BlobKind::Data,
+                    problem,
+                });
+            }
         }
     }
 }
@@ -228,7 +314,7 @@ pub(super) async fn report_uses(
                 continue;
             }
             let mut path = b"/".to_vec();
-            path.extend_from_slice(&h.rel);
+            path.extend_from_slice(&Rel::bytes(&h.rel));
             let shown = show_path(&path);
             let mut f = Finding::new(
                 FindingKind::Affected,

@@ -1,7 +1,8 @@
 //! `lifeboat restore`: one call that takes a shared lease, loads the index,
 //! finds the snapshot and restores it (the restorer engine is [`restorer`];
-//! `ls` and `dump` reuse its tree walk).
+//! the snapshot walk, which `ls` and `dump` reuse, is [`listing`]).
 
+pub mod listing;
 pub mod restorer;
 
 use std::sync::Arc;

@@ -5,10 +5,16 @@
 //! is decrypted and proven against its id before a byte is written), then hard
 //! links, then metadata: files before directories, directories deepest first,
 //! ownership before permission bits (chown clears setuid) and timestamps last.
+//!
+//! Directories, symlinks and special files are created, and directories'
+//! metadata applied, relative to the parent directory's descriptor (a
+//! [`DirChain`] moved along the listing), so any depth restores; regular files
+//! are reached by path, resolved in pieces when longer than `PATH_MAX`
+//! ([`LongPath`]).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +26,7 @@ use parking_lot::Mutex;
 use crate::backend::FileKind;
 use crate::error::ResultExt;
 use crate::id::Id;
+use crate::ops::restore::listing::{collect, Listing};
 use crate::progress::Progress;
 use crate::repo::blob;
 use crate::repo::index::IndexEntry;
@@ -27,6 +34,7 @@ use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::{Extent, Node, NodeType};
 use crate::repo::Repository;
 use crate::source::filter::PathFilter;
+use crate::source::fsat::{At, DirChain, LongPath};
 use crate::source::fsmeta;
 use crate::{Error, Result};
 
@@ -65,67 +73,61 @@ pub struct RestoreError {
     pub error: String,
 }
 
-/// One entry to restore.
-#[derive(Debug)]
-pub struct Item {
-    /// Path below the file-system root, as backed up (e.g. `home/a/x`).
-    pub rel: PathBuf,
-    pub node: Node,
+/// A [`DirChain`] based at the restore target, moved to the directory of
+/// whichever listing entry is worked on next: in walk order it descends one
+/// level at a time, in reverse order it climbs, so either costs O(1) a step.
+struct Cursor<'l> {
+    chain: DirChain,
+    listing: &'l Listing,
+    /// The entry of each directory on the chain below the target.
+    on: Vec<usize>,
+    /// Each entry's depth (0 at the top).
+    depth: Vec<u32>,
 }
 
-/// Walks a snapshot's trees, depth first (parents before children).
-pub async fn collect(repo: &Repository, root: &Id, includes: &PathFilter, excludes: &PathFilter) -> Result<Vec<Item>> {
-    let mut out = Vec::new();
-    walk(
-        repo,
-        root,
-        PathBuf::new(),
-        includes.is_empty(),
-        includes,
-        excludes,
-        &mut out,
-    )
-    .await?;
-    Ok(out)
-}
-
-fn walk<'a>(
-    repo: &'a Repository,
-    tree_id: &'a Id,
-    prefix: PathBuf,
-    included: bool,
-    includes: &'a PathFilter,
-    excludes: &'a PathFilter,
-    out: &'a mut Vec<Item>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
-    Box::pin(async move {
-        let tree = repo.read_tree(tree_id).await?;
-        for node in tree.nodes {
-            let rel = prefix.join(node.name_os());
-            let abs = Path::new("/").join(&rel);
-            let abs_b = abs.as_os_str().as_bytes();
-            if excludes.matches(abs_b) {
-                continue;
-            }
-            let inc = included || includes.matches(abs_b);
-            if node.kind == NodeType::Dir {
-                let pos = out.len();
-                out.push(Item {
-                    rel: rel.clone(),
-                    node: node.clone(),
-                });
-                if let Some(sub) = node.subtree {
-                    walk(repo, &sub, rel, inc, includes, excludes, out).await?;
-                }
-                if !inc && out.len() == pos + 1 {
-                    out.pop(); // nothing selected below
-                }
-            } else if inc {
-                out.push(Item { rel, node });
-            }
+impl<'l> Cursor<'l> {
+    fn new(chain: DirChain, listing: &'l Listing) -> Cursor<'l> {
+        let mut depth: Vec<u32> = Vec::with_capacity(listing.len());
+        for e in &listing.entries {
+            let d = e.parent.map_or(0, |p| depth[p] + 1);
+            depth.push(d);
         }
-        Ok(())
-    })
+        Cursor {
+            chain,
+            listing,
+            on: Vec::new(),
+            depth,
+        }
+    }
+
+    /// Makes the directory of entry `dir` (`None`: the target) current.
+    fn seek(&mut self, dir: Option<usize>) {
+        let mut down = Vec::new();
+        let mut t = dir;
+        while let Some(x) = t {
+            if self.on.get(self.depth[x] as usize) == Some(&x) {
+                break;
+            }
+            down.push(x);
+            t = self.listing.entries[x].parent;
+        }
+        let keep = t.map_or(0, |x| self.depth[x] as usize + 1);
+        while self.on.len() > keep {
+            self.chain.pop();
+            self.on.pop();
+        }
+        for x in down.into_iter().rev() {
+            // One that cannot be opened fails every call below it, with its error.
+            let _ = self.chain.push(self.listing.entries[x].node.name_os(), false);
+            self.on.push(x);
+        }
+    }
+
+    /// Entry `i`, named in its directory.
+    fn at(&mut self, i: usize) -> std::io::Result<At<'_>> {
+        self.seek(self.listing.entries[i].parent);
+        self.chain.at(self.listing.entries[i].node.name_os())
+    }
 }
 
 struct Target {
@@ -141,15 +143,6 @@ struct BlobJob {
     targets: Vec<Target>,
 }
 
-fn remove_existing(path: &Path, dir_ok: bool) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() && dir_ok => Ok(()),
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(_) => Ok(()),
-    }
-}
-
 pub async fn restore(
     repo: Arc<Repository>,
     snap: &Snapshot,
@@ -158,9 +151,12 @@ pub async fn restore(
 ) -> Result<RestoreSummary> {
     let includes = PathFilter::new(&opts.includes)?;
     let excludes = PathFilter::new(&opts.excludes)?;
-    let items = collect(&repo, &snap.tree, &includes, &excludes).await?;
+    let listing = collect(&repo, &snap.tree, &includes, &excludes).await?;
+    let items = &listing.entries;
     std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
     let target = opts.target.clone();
+    let base = DirChain::open(&target, false).map_err(|e| Error::io(&target, e))?;
+    let mut cursor = Cursor::new(base, &listing);
 
     let errors = Arc::new(Mutex::new(Vec::<RestoreError>::new()));
     let report = |errors: &Mutex<Vec<RestoreError>>, p: &Path, e: &dyn std::fmt::Display| {
@@ -180,36 +176,43 @@ pub async fn restore(
     // Regular files are created after the loop, on all cores: creating tens of
     // thousands of inodes is kernel work that otherwise serialises the restore.
     let mut creates: Vec<(usize, PathBuf, u64)> = Vec::new();
+    // The target path of each non-directory (empty for directories).
+    let mut paths: Vec<PathBuf> = Vec::with_capacity(items.len());
     for (i, it) in items.iter().enumerate() {
-        let path = target.join(&it.rel);
+        cursor.seek(it.parent);
         let n = &it.node;
+        let path = match n.kind {
+            NodeType::Dir => PathBuf::new(),
+            _ => cursor.chain.path().join(n.name_os()),
+        };
+        let chain = &cursor.chain;
         let res: std::io::Result<()> = (|| {
             match n.kind {
                 NodeType::Dir => {
-                    remove_existing(&path, true)?;
-                    match std::fs::create_dir(&path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                        Err(e) => return Err(e),
-                    }
+                    let at = chain.at(n.name_os())?;
+                    at.remove(true)?;
+                    at.mkdir()?;
                     summary.dirs += 1;
                 }
                 NodeType::Symlink => {
-                    remove_existing(&path, false)?;
+                    let at = chain.at(n.name_os())?;
+                    at.remove(false)?;
                     let t = n.target.as_ref().map(|t| t.0.clone()).unwrap_or_default();
-                    std::os::unix::fs::symlink(OsStr::from_bytes(&t), &path)?;
+                    at.symlink(OsStr::from_bytes(&t))?;
                     summary.other += 1;
                 }
                 NodeType::Chardev | NodeType::Blockdev | NodeType::Fifo | NodeType::Socket => {
-                    remove_existing(&path, false)?;
-                    fsmeta::make_node(&path, n.kind, n.mode, n.rdev)?;
+                    let at = chain.at(n.name_os())?;
+                    at.remove(false)?;
+                    fsmeta::make_node(&at, n.kind, n.mode, n.rdev)?;
                     summary.other += 1;
                 }
                 NodeType::File => {
                     summary.files += 1;
+                    let shown = listing.shown(i);
                     if n.links > 1 {
                         if let Some(first) = links.get(&(n.device_id, n.inode)) {
-                            deferred_links.push((first.clone(), path.clone(), Path::new("/").join(&it.rel)));
+                            deferred_links.push((first.clone(), path.clone(), shown));
                             return Ok(());
                         }
                         links.insert((n.device_id, n.inode), path.clone());
@@ -227,7 +230,7 @@ pub async fn restore(
                                 .targets
                                 .push(Target {
                                     path: path.clone(),
-                                    shown: Path::new("/").join(&it.rel),
+                                    shown: shown.clone(),
                                     offset: off,
                                     file: i,
                                 });
@@ -241,14 +244,15 @@ pub async fn restore(
         })();
         if let Err(e) = res {
             failed_files[i] = true;
-            report(&errors, &Path::new("/").join(&it.rel), &e);
+            report(&errors, &listing.shown(i), &e);
         }
+        paths.push(path);
     }
     let created = create_files(&creates);
     for ((i, _, _), res) in creates.iter().zip(created) {
         if let Err(e) = res {
             failed_files[*i] = true;
-            report(&errors, &Path::new("/").join(&items[*i].rel), &e);
+            report(&errors, &listing.shown(*i), &e);
         }
     }
     drop(creates);
@@ -342,7 +346,8 @@ pub async fn restore(
 
     // 3. Hard links.
     for (first, path, shown) in deferred_links {
-        if let Err(e) = std::fs::hard_link(&first, &path) {
+        let res = LongPath::new(&first).and_then(|a| LongPath::new(&path).and_then(|b| a.at().link(&b.at())));
+        if let Err(e) = res {
             report(&errors, &shown, &e);
         }
     }
@@ -365,7 +370,7 @@ pub async fn restore(
     // Non-directories are independent of each other: all cores.
     let metas = par_map(&others, |&i| {
         let it = &items[i];
-        let res = apply_meta(&target.join(&it.rel), &it.node, is_root);
+        let res = LongPath::new(&paths[i]).and_then(|p| apply_meta(&p.at(), &it.node, is_root));
         if it.node.kind == NodeType::File {
             progress.files_done.fetch_add(1, Relaxed);
         }
@@ -373,13 +378,12 @@ pub async fn restore(
     });
     for (&i, res) in others.iter().zip(metas) {
         if let Err(e) = res {
-            report(&errors, &Path::new("/").join(&items[i].rel), &e);
+            report(&errors, &listing.shown(i), &e);
         }
     }
     for &i in dirs.iter().rev() {
-        let path = target.join(&items[i].rel);
-        if let Err(e) = apply_meta(&path, &items[i].node, is_root) {
-            report(&errors, &Path::new("/").join(&items[i].rel), &e);
+        if let Err(e) = cursor.at(i).and_then(|at| apply_meta(&at, &items[i].node, is_root)) {
+            report(&errors, &listing.shown(i), &e);
         }
     }
     summary.errors = std::mem::take(&mut *errors.lock());
@@ -389,11 +393,9 @@ pub async fn restore(
 /// Replaces whatever is at each path by an empty file of the given size,
 /// on all cores; one result per entry, in order.
 fn create_files(creates: &[(usize, PathBuf, u64)]) -> Vec<std::io::Result<()>> {
-    let create = |path: &Path, size: u64| -> std::io::Result<()> {
-        remove_existing(path, false)?;
-        File::create(path)?.set_len(size)
-    };
-    par_map(creates, |(_, path, size)| create(path, *size))
+    par_map(creates, |(_, path, size)| {
+        LongPath::new(path).and_then(|p| p.at().create(*size))
+    })
 }
 
 /// `f` over `items` on all cores (contiguous shares), results in order.
@@ -418,15 +420,15 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
     })
 }
 
-fn apply_meta(path: &Path, n: &Node, is_root: bool) -> std::io::Result<()> {
+fn apply_meta(at: &At<'_>, n: &Node, is_root: bool) -> std::io::Result<()> {
     if is_root {
-        fsmeta::lchown(path, n.uid, n.gid)?;
+        fsmeta::lchown(at, n.uid, n.gid)?;
     }
     if n.kind != NodeType::Symlink {
-        fsmeta::chmod(path, n.mode)?;
+        fsmeta::chmod(at, n.mode)?;
     }
-    fsmeta::apply_xattrs(path, &n.xattrs)?;
-    fsmeta::set_times(path, n.mtime, n.mtime)
+    fsmeta::apply_xattrs(at, &n.xattrs)?;
+    fsmeta::set_times(at, n.mtime, n.mtime)
 }
 
 /// Reads the needed blobs of one pack in merged ranges and writes them out.
@@ -489,9 +491,8 @@ fn restore_pack(
             };
             for t in &b.targets {
                 if !files.contains_key(&t.path) {
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(&t.path)
+                    let f = LongPath::new(&t.path)
+                        .and_then(|p| p.at().open(nix::fcntl::OFlag::O_WRONLY))
                         .map_err(|e| Error::io(&t.path, e))?;
                     files.insert(t.path.clone(), f);
                 }
@@ -506,36 +507,6 @@ fn restore_pack(
         i = j;
     }
     Ok(())
-}
-
-/// Finds the node at an absolute path in a snapshot.
-pub async fn find_node(repo: &Repository, snap: &Snapshot, path: &Path) -> Result<Node> {
-    let mut tree = repo.read_tree(&snap.tree).await?;
-    let comps: Vec<&OsStr> = path
-        .components()
-        .filter_map(|c| match c {
-            std::path::Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect();
-    if comps.is_empty() {
-        return Err(Error::PathNotFound(path.display().to_string()));
-    }
-    for (i, c) in comps.iter().enumerate() {
-        let node = tree
-            .find(c.as_bytes())
-            .cloned()
-            .ok_or_else(|| Error::PathNotFound(path.display().to_string()))?;
-        if i + 1 == comps.len() {
-            return Ok(node);
-        }
-        let sub = node
-            .subtree
-            .filter(|_| node.kind == NodeType::Dir)
-            .ok_or_else(|| Error::PathNotFound(path.display().to_string()))?;
-        tree = repo.read_tree(&sub).await?;
-    }
-    Err(Error::PathNotFound(path.display().to_string()))
 }
 
 /// Writes a file node's content to `out` (holes as zeros).
