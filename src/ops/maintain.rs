@@ -9,14 +9,13 @@
 //! has passed on the server's clock; the others wait for a later run.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::backend::{BackendError, FileKind, ObjectVersion};
 use crate::repo::lease::Lease;
-use crate::repo::object_lock::{needed_objects, policy_and_store};
+use crate::repo::object_lock::{lock_parallelism, needed_objects, policy_and_store};
 use crate::repo::Repository;
 use crate::{Error, Result};
 
@@ -52,13 +51,9 @@ pub async fn maintain(repo: &Repository, lock: &Lease) -> Result<MaintenanceSumm
     };
     lock.ensure_valid().await?;
 
-    let sem = Arc::new(tokio::sync::Semaphore::new(backend.concurrency().max(4) * 2));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (kind, name) in targets {
+    let results = crate::fanout::bounded(targets, lock_parallelism(repo), |(kind, name)| {
         let backend = backend.clone();
-        let sem = sem.clone();
-        tasks.spawn(async move {
-            let _permit = sem.acquire_owned().await;
+        async move {
             let store = backend
                 .versioned()
                 .ok_or_else(|| Error::format("object lock", "backend lost versioning"))?;
@@ -79,20 +74,18 @@ pub async fn maintain(repo: &Repository, lock: &Lease) -> Result<MaintenanceSumm
                     source: Box::new(e.into()),
                 }),
             }
-        });
-    }
+        }
+    })
+    .await;
     let mut first_err = None;
-    while let Some(r) = tasks.join_next().await {
+    for r in results {
         match r {
-            Ok(Ok((ext, unlocked))) => {
+            Ok((ext, unlocked)) => {
                 summary.extended += ext as usize;
                 summary.were_unlocked += unlocked as usize;
             }
-            Ok(Err(e)) => {
-                first_err.get_or_insert(e);
-            }
             Err(e) => {
-                first_err.get_or_insert(Error::format("maintenance task", e.to_string()));
+                first_err.get_or_insert(e);
             }
         }
     }

@@ -18,9 +18,6 @@ mod repository;
 pub mod snapshot;
 pub mod tree;
 
-/// Config decoding, for `check`.
-pub mod repository_config {
-    pub use super::repository::decode_config;
-}
-
-pub use repository::{decode_index_file, IndexFiles, InitOptions, ReplacedIndex, Repository, INDEX_READ_PARALLELISM};
+pub use repository::{
+    decode_config, decode_index_file, IndexFiles, InitOptions, ReplacedIndex, Repository, INDEX_READ_PARALLELISM,
+};

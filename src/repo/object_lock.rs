@@ -159,6 +159,11 @@ pub struct LockAudit {
     pub expiring: Vec<(String, DateTime<Utc>)>,
 }
 
+/// How many per-object lock requests run at once (renewal and audit).
+pub fn lock_parallelism(repo: &Repository) -> usize {
+    repo.backend().concurrency().max(4) * 2
+}
+
 /// Reads the retention of every needed object (the index must be loaded).
 pub async fn audit(repo: &Repository) -> Result<LockAudit> {
     let (policy, store) = policy_and_store(repo)?;
@@ -168,22 +173,19 @@ pub async fn audit(repo: &Repository) -> Result<LockAudit> {
         objects: targets.len(),
         ..LockAudit::default()
     };
-    let sem = Arc::new(tokio::sync::Semaphore::new(repo.backend().concurrency().max(4) * 2));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (kind, name) in targets {
+    let results = crate::fanout::bounded(targets, lock_parallelism(repo), |(kind, name)| {
         let backend = repo.backend().clone();
-        let sem = sem.clone();
-        tasks.spawn(async move {
-            let _permit = sem.acquire_owned().await;
+        async move {
             let store = backend
                 .versioned()
                 .ok_or_else(|| Error::format("object lock", "backend lost versioning"))?;
             let r = store.retention(kind, &name).await;
             Ok::<_, Error>((format!("{kind} {name}"), r))
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        let (what, r) = r.map_err(|e| Error::format("lock audit task", e.to_string()))??;
+        }
+    })
+    .await;
+    for r in results {
+        let (what, r) = r?;
         match r {
             Ok(None) => out.unlocked.push(what),
             Ok(Some(r)) if r.until < due => out.expiring.push((what, r.until)),

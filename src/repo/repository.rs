@@ -98,7 +98,18 @@ impl Repository {
             .create(FileKind::ConfigCopy, &copy_name, data.clone().into())
             .await?;
         backend.create(FileKind::Config, "config", data.into()).await?;
-        Ok(Repository {
+        Ok(Repository::opened(backend, key, cipher, key_name, config))
+    }
+
+    /// A repository opened with `key`, its index not loaded yet.
+    fn opened(
+        backend: Arc<dyn Backend>,
+        key: MasterKey,
+        cipher: Cipher,
+        key_name: String,
+        config: Config,
+    ) -> Repository {
+        Repository {
             backend,
             key,
             cipher,
@@ -106,7 +117,7 @@ impl Repository {
             config,
             index: Index::new(),
             damaged_now: Default::default(),
-        })
+        }
     }
 
     /// Opens an existing repository, trying every key file with the password.
@@ -150,15 +161,7 @@ impl Repository {
         if let Some(policy) = &config.object_lock {
             apply_lock_policy(backend.as_ref(), policy);
         }
-        Ok(Repository {
-            backend,
-            key,
-            cipher,
-            key_name,
-            config,
-            index: Index::new(),
-            damaged_now: Default::default(),
-        })
+        Ok(Repository::opened(backend, key, cipher, key_name, config))
     }
 
     async fn find_key(backend: &Arc<dyn Backend>, password: &[u8]) -> Result<(MasterKey, String)> {

@@ -357,10 +357,9 @@ pub(super) async fn report_uses(
 /// Loads every snapshot file, oldest first; damaged ones are reported.
 /// The config and each copy of it must be intact and agree (§3).
 pub(super) async fn check_config(repo: &Repository, report: &mut CheckReport) -> Result<()> {
-    use crate::repo::repository_config as rc;
     let backend = repo.backend();
     let primary = match backend.read(FileKind::Config, "config").await {
-        Ok(b) => rc::decode_config(repo.cipher(), &b),
+        Ok(b) => crate::repo::decode_config(repo.cipher(), &b),
         Err(e) => Err(e.into()),
     };
     if let Err(e) = primary {
@@ -386,7 +385,7 @@ pub(super) async fn check_config(repo: &Repository, report: &mut CheckReport) ->
             if blake3::hash(&bytes).to_hex().as_str() != f.name {
                 return Err(crate::Error::integrity("config copy"));
             }
-            let c = rc::decode_config(repo.cipher(), &bytes)?;
+            let c = crate::repo::decode_config(repo.cipher(), &bytes)?;
             if &c != repo.config() {
                 return Err(crate::Error::format("config copy", "differs from the config in use"));
             }
