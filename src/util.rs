@@ -45,3 +45,59 @@ pub fn workers() -> usize {
         .unwrap_or(2)
         .clamp(1, 64)
 }
+
+/// A duration in whole seconds from the environment variable `name` (a
+/// tuning and test knob), else `default`.
+pub fn env_secs(name: &str, default: std::time::Duration) -> std::time::Duration {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(default)
+}
+
+/// A file name or path (raw bytes) for a terminal: valid UTF-8 stays as it
+/// is, control characters and backslashes are escaped (`\n`, `\x1b`, `\\`)
+/// and bytes that are not UTF-8 become `\xNN`, so one name can never look
+/// like two entries or rewrite the screen.
+pub fn escape_name(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_ascii_control() => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_name;
+
+    #[test]
+    fn names_are_escaped_for_terminals() {
+        assert_eq!(escape_name(b"plain name.txt"), "plain name.txt");
+        assert_eq!(escape_name(b"two\nlines"), "two\\nlines");
+        assert_eq!(escape_name(b"esc\x1b[2J"), "esc\\x1b[2J");
+        assert_eq!(escape_name(b"bad\xff\xfe"), "bad\\xff\\xfe");
+        assert_eq!(escape_name(b"back\\slash"), "back\\\\slash");
+        assert_eq!(escape_name("caf\u{e9}".as_bytes()), "caf\u{e9}");
+    }
+}

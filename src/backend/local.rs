@@ -352,9 +352,8 @@ impl Backend for LocalBackend {
         blocking(move || {
             if let Ok(mut rd) = fs::read_dir(&me.root) {
                 if rd.next().is_some() {
-                    return Err(BackendError::AlreadyExists {
-                        kind: FileKind::Config,
-                        name: format!("{} (directory is not empty)", me.root.display()),
+                    return Err(BackendError::NotEmpty {
+                        location: me.root.display().to_string(),
                     });
                 }
             }

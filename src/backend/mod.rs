@@ -76,6 +76,9 @@ pub enum BackendError {
     NotFound { kind: FileKind, name: String },
     #[error("{kind} {name} already exists")]
     AlreadyExists { kind: FileKind, name: String },
+    /// `init` into a folder that holds other files (not a repository).
+    #[error("{location} is not empty and holds no repository: initialise into an empty or new directory")]
+    NotEmpty { location: String },
     #[error("{kind} {name}: short read: wanted {wanted} bytes at offset {offset}, file has {size}")]
     ShortRead {
         kind: FileKind,
@@ -156,6 +159,7 @@ impl BackendError {
             ),
             BackendError::NotFound { .. }
             | BackendError::AlreadyExists { .. }
+            | BackendError::NotEmpty { .. }
             | BackendError::ShortRead { .. }
             | BackendError::NoSpace { .. }
             | BackendError::Locked { .. }

@@ -14,7 +14,7 @@ pub async fn run(g: &Global, mut opts: BackupOptions) -> CmdResult {
     let progress = Progress::new();
     opts.count_ahead = progress_mode(g) != Mode::Quiet;
     let r = {
-        let _reporter = Reporter::start(progress.clone(), progress_mode(g), "backup");
+        let _reporter = Reporter::start(progress.clone(), progress_mode(g), "backup", "files");
         backup::backup(repo, &opts, progress.clone()).await?
     };
     if g.json {
@@ -26,9 +26,6 @@ pub async fn run(g: &Global, mut opts: BackupOptions) -> CmdResult {
         }
         println!("{}", serde_json::to_string(&r).context("serialising")?);
     } else {
-        for e in &r.errors {
-            eprintln!("error: {}: {}", e.path, e.error);
-        }
         if !g.quiet {
             println!(
                 "Files: {} new, {} changed, {} unmodified\nDirs:  {} new, {} changed, {} unmodified\nAdded to the repository: {} ({} stored)\nProcessed {} files, {} in {:.1}s\nsnapshot {} saved",
@@ -54,7 +51,7 @@ pub async fn run(g: &Global, mut opts: BackupOptions) -> CmdResult {
         Ok(EXIT_OK)
     } else {
         eprintln!(
-            "lifeboat: warning: snapshot {} saved, but {} source file(s) could not be read",
+            "lifeboat: warning: snapshot {} saved, but {} source path(s) could not be read (listed above)",
             r.snapshot_id.short(),
             r.errors.len()
         );

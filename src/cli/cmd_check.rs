@@ -25,7 +25,7 @@ pub async fn run(g: &Global, opts: CheckOptions) -> Result<i32, Failure> {
             Mode::Bar if reads => Mode::Bar,
             _ => Mode::Quiet,
         };
-        let _reporter = Reporter::start(progress.clone(), mode, "check");
+        let _reporter = Reporter::start(progress.clone(), mode, "check", "packs");
         check::run(&mut repo, &opts, progress.clone()).await?
     };
     let secs = progress.start.elapsed().as_secs_f64();

@@ -37,7 +37,7 @@ fn print(g: &Global, opts: &ForgetOptions, r: &ForgetReport) -> anyhow::Result<(
     if g.json {
         println!("{}", serde_json::to_string(&r.plans).context("serialising")?);
     } else if !g.quiet {
-        print_plans(r);
+        print_plans(g, r);
     }
     if r.dry_run {
         if text {
@@ -72,7 +72,7 @@ fn print(g: &Global, opts: &ForgetOptions, r: &ForgetReport) -> anyhow::Result<(
     Ok(())
 }
 
-fn print_plans(r: &ForgetReport) {
+fn print_plans(g: &Global, r: &ForgetReport) {
     let mut out = std::io::stdout().lock();
     let by = if r.group_by.to_string().is_empty() {
         "not grouped".to_string()
@@ -88,18 +88,18 @@ fn print_plans(r: &ForgetReport) {
         let _ = writeln!(out, "\n{}: keep {k}, remove {r} of {}", p.key, k + r);
         let _ = writeln!(
             out,
-            "  {:<7} {:<10} {:<20} {:<16} {:<16} Reasons",
-            "", "ID", "Time (UTC)", "Host", "Tags"
+            "  {:<7} {:<10} {:<26} {:<16} {:<16} Reasons",
+            "", "ID", "Time", "Host", "Tags"
         );
         // Oldest first, as `snapshots` lists them; each row says its fate.
         for d in &p.decisions {
             let s = &d.snapshot;
             let reasons: Vec<String> = d.reasons.iter().map(|r| r.to_string()).collect();
             let line = format!(
-                "  {:<7} {:<10} {:<20} {:<16} {:<16} {}",
+                "  {:<7} {:<10} {:<26} {:<16} {:<16} {}",
                 if d.keep() { "keep" } else { "remove" },
                 s.id.short(),
-                s.time.format("%Y-%m-%d %H:%M:%S"),
+                super::context::show_time(g, s.time),
                 s.hostname,
                 s.tags.join(","),
                 reasons.join(", ")

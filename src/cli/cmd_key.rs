@@ -15,7 +15,10 @@ pub enum KeyCommand {
     /// Add a password
     Add(NewPasswordArgs),
     /// Remove a key file (not the one in use)
-    Remove { id: String },
+    Remove {
+        /// The key's id, or a unique prefix of it (see `key list`)
+        id: String,
+    },
     /// Change the password in use (adds a new key, removes the old one)
     Passwd(NewPasswordArgs),
 }
@@ -36,8 +39,10 @@ fn new_password(a: &NewPasswordArgs) -> anyhow::Result<zeroize::Zeroizing<Vec<u8
             anyhow::bail!("empty password from LIFEBOAT_NEW_PASSWORD: refusing it");
         }
         p
-    } else {
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         password::prompt("enter new password: ", true)?
+    } else {
+        anyhow::bail!("no new password given: set LIFEBOAT_NEW_PASSWORD or --new-password-file");
     };
     password::warn_if_weak(&pw);
     Ok(pw)
@@ -45,6 +50,15 @@ fn new_password(a: &NewPasswordArgs) -> anyhow::Result<zeroize::Zeroizing<Vec<u8
 
 fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
+}
+
+/// One line per key change: `{"added": ID}` in JSON, a sentence otherwise.
+fn report(g: &Global, field: &str, name: &str, text: &str) {
+    if g.json {
+        println!("{}", serde_json::json!({ field: name }));
+    } else if !g.quiet {
+        println!("{text} {}", short(name));
+    }
 }
 
 pub async fn run(g: &Global, k: KeyCommand) -> CmdResult {
@@ -64,7 +78,7 @@ pub async fn run(g: &Global, k: KeyCommand) -> CmdResult {
                         r.username.as_deref().unwrap_or("?"),
                         r.hostname.as_deref().unwrap_or("?"),
                         r.created
-                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+                            .map(|t| super::context::show_time(g, t))
                             .or(r.error)
                             .unwrap_or_default()
                     );
@@ -74,22 +88,16 @@ pub async fn run(g: &Global, k: KeyCommand) -> CmdResult {
         KeyCommand::Add(a) => {
             let pw = new_password(&a)?;
             let name = key::add(&repo, &pw).await?;
-            if !g.quiet {
-                println!("saved new key {}", short(&name));
-            }
+            report(g, "added", &name, "saved new key");
         }
         KeyCommand::Remove { id } => {
             let name = key::remove(&repo, &id).await?;
-            if !g.quiet {
-                println!("removed key {}", short(&name));
-            }
+            report(g, "removed", &name, "removed key");
         }
         KeyCommand::Passwd(a) => {
             let pw = new_password(&a)?;
             let name = key::passwd(&repo, &pw).await?;
-            if !g.quiet {
-                println!("password changed: new key {}", short(&name));
-            }
+            report(g, "added", &name, "password changed: new key");
         }
     }
     Ok(EXIT_OK)

@@ -84,14 +84,13 @@ pub async fn snapshots(g: &Global, a: SnapshotsArgs) -> CmdResult {
         println!("{}", serde_json::to_string(&v).context("serialising")?);
     } else {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{:<10} {:<20} {:<16} {:<16} Paths", "ID", "Time", "Host", "Tags");
+        let _ = writeln!(out, "{:<10} {:<26} {:<16} {:<16} Paths", "ID", "Time", "Host", "Tags");
         for (id, s) in &all {
-            let local = s.time.with_timezone(&chrono::Local);
             let _ = writeln!(
                 out,
-                "{:<10} {:<20} {:<16} {:<16} {}",
+                "{:<10} {:<26} {:<16} {:<16} {}",
                 id.short(),
-                local.format("%Y-%m-%d %H:%M:%S"),
+                super::context::show_time(g, s.time),
                 s.hostname,
                 s.tags.join(","),
                 s.paths.join(" ")
@@ -105,7 +104,9 @@ pub async fn snapshots(g: &Global, a: SnapshotsArgs) -> CmdResult {
 pub async fn unlock(g: &Global, opts: UnlockOptions) -> CmdResult {
     let repo = open(g).await?;
     let n = lifeboat::ops::unlock::unlock(&repo, &opts).await?;
-    if !g.quiet {
+    if g.json {
+        println!("{}", serde_json::json!({ "locks_removed": n }));
+    } else if !g.quiet {
         println!("removed {n} lock(s)");
     }
     Ok(EXIT_OK)

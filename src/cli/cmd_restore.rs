@@ -1,6 +1,7 @@
 //! `lifeboat restore`, `ls` and `dump`: parse, one library call, print.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
@@ -8,9 +9,9 @@ use clap::Args;
 use lifeboat::ops::restore::{self, RestoreOptions};
 use lifeboat::progress::Progress;
 use lifeboat::repo::tree::NodeType;
-use lifeboat::util::human_bytes;
+use lifeboat::util::{escape_name, human_bytes};
 
-use super::context::{filter, open, progress_mode, CmdResult};
+use super::context::{filter, open, progress_mode, show_time, CmdResult};
 use super::progress::Reporter;
 use super::{Global, SnapFilter, EXIT_OK};
 
@@ -51,7 +52,7 @@ pub async fn restore(g: &Global, a: RestoreArgs) -> CmdResult {
     let repo = open(g).await?;
     let progress = Progress::new();
     let r = {
-        let _reporter = Reporter::start(progress.clone(), progress_mode(g), "restore");
+        let _reporter = Reporter::start(progress.clone(), progress_mode(g), "restore", "files");
         restore::restore(repo, &a.snapshot, &filter(&a.filter), &a.opts, progress.clone()).await?
     };
     if g.json {
@@ -87,13 +88,27 @@ pub async fn ls(g: &Global, a: LsArgs) -> CmdResult {
     let mut out = std::io::stdout().lock();
     listing.for_each(|rel, n| {
         let path = std::path::Path::new("/").join(rel);
+        let path_raw = path.as_os_str().as_bytes();
+        let target = n.target.as_ref().map(|t| t.0.as_slice());
         let r = if g.json {
-            let v = serde_json::json!({
+            let mut v = serde_json::json!({
                 "path": path.to_string_lossy(), "name": String::from_utf8_lossy(&n.name.0), "type": n.kind.as_str(),
                 "size": n.size, "mode": n.mode, "uid": n.uid, "gid": n.gid, "user": n.user, "group": n.group,
                 "mtime": chrono::DateTime::from_timestamp(n.mtime.sec, n.mtime.nsec).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
                 "links": n.links,
             });
+            // Names that are not UTF-8 are also given exactly, as base64.
+            let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
+            if std::str::from_utf8(&n.name.0).is_err() {
+                v["name_bytes"] = b64(&n.name.0).into();
+                v["path_bytes"] = b64(path_raw).into();
+            }
+            if let Some(t) = target {
+                v["linktarget"] = String::from_utf8_lossy(t).into();
+                if std::str::from_utf8(t).is_err() {
+                    v["linktarget_bytes"] = b64(t).into();
+                }
+            }
             writeln!(out, "{v}")
         } else if a.long {
             let t = match n.kind {
@@ -106,19 +121,20 @@ pub async fn ls(g: &Global, a: LsArgs) -> CmdResult {
                 NodeType::File => '-',
             };
             let mtime = chrono::DateTime::from_timestamp(n.mtime.sec, 0)
-                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .map(|t| show_time(g, t))
                 .unwrap_or_default();
+            let arrow = target.map(|t| format!(" -> {}", escape_name(t))).unwrap_or_default();
             writeln!(
                 out,
-                "{t}{:04o} {:>8} {:>8} {:>12} {mtime} {}",
+                "{t}{:04o} {:>8} {:>8} {:>12} {mtime} {}{arrow}",
                 n.mode,
                 n.user.clone().unwrap_or_else(|| n.uid.to_string()),
                 n.group.clone().unwrap_or_else(|| n.gid.to_string()),
                 n.size,
-                path.display()
+                escape_name(path_raw)
             )
         } else {
-            writeln!(out, "{}", path.display())
+            writeln!(out, "{}", escape_name(path_raw))
         };
         r.is_ok() // else a closed pipe: stop
     });

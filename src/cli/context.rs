@@ -17,6 +17,18 @@ use super::{Failure, Global, SnapFilter};
 
 pub(super) type CmdResult = Result<i32, Failure>;
 
+/// A time for text output, the one convention of every command: local time
+/// with its UTC offset, or UTC (labelled) with `--utc`. JSON uses RFC 3339.
+pub(super) fn show_time(g: &Global, t: chrono::DateTime<chrono::Utc>) -> String {
+    if g.utc {
+        t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    } else {
+        t.with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S %:z")
+            .to_string()
+    }
+}
+
 pub(super) fn repo_url(g: &Global) -> anyhow::Result<String> {
     g.repo
         .clone()

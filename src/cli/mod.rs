@@ -1,5 +1,5 @@
 //! Command-line front end. Exit codes (documented in README.md):
-//! 0 success, 1 fatal error, 3 backup written but some source files could not
+//! 0 success, 1 fatal error, 2 usage error (clap), 3 backup written but some source files could not
 //! be read, 10 repository does not exist, 11 could not take a lock, 12 wrong
 //! password, 130 interrupted.
 
@@ -40,16 +40,25 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Options every command takes; under their own help headings so that a
+/// subcommand's `--help` shows its own options first.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Repository location: a local directory or s3://BUCKET[/PREFIX]
     #[arg(short = 'r', long = "repo", env = "LIFEBOAT_REPOSITORY", global = true)]
     pub repo: Option<String>,
     /// S3 endpoint URL, for S3-compatible providers (default: AWS_ENDPOINT_URL, else AWS)
-    #[arg(long, env = "LIFEBOAT_S3_ENDPOINT", global = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "LIFEBOAT_S3_ENDPOINT",
+        global = true,
+        value_name = "URL",
+        help_heading = "S3 options"
+    )]
     pub s3_endpoint: Option<String>,
     /// Path-style S3 addressing (http://host/bucket/key), needed by radosgw and some MinIO setups
-    #[arg(long, env = "LIFEBOAT_S3_PATH_STYLE", global = true)]
+    #[arg(long, env = "LIFEBOAT_S3_PATH_STYLE", global = true, help_heading = "S3 options")]
     pub s3_path_style: bool,
     /// Checksum sent with every S3 upload and part: md5 (Content-MD5, accepted everywhere), crc32c or sha256
     #[arg(
@@ -57,7 +66,8 @@ pub struct Global {
         env = "LIFEBOAT_S3_CHECKSUM",
         global = true,
         default_value = "md5",
-        value_name = "ALGO"
+        value_name = "ALGO",
+        help_heading = "S3 options"
     )]
     pub s3_checksum: String,
     /// Read the repository as it was at this time (RFC 3339), from S3 object versions;
@@ -73,6 +83,9 @@ pub struct Global {
     /// Machine-readable output (JSON)
     #[arg(long, global = true)]
     pub json: bool,
+    /// Show times in UTC instead of local time (text output; JSON is always RFC 3339)
+    #[arg(long, global = true)]
+    pub utc: bool,
     /// Print only errors
     #[arg(short, long, global = true)]
     pub quiet: bool,

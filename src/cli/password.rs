@@ -68,12 +68,20 @@ pub fn get(src: &Sources, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
             "LIFEBOAT_PASSWORD",
         );
     }
+    if !std::io::stdin().is_terminal() {
+        bail!("no password given: set LIFEBOAT_PASSWORD, --password-file or --password-command");
+    }
     prompt("enter repository password: ", confirm)
 }
 
+/// Asks on the terminal; `label` says which password is wanted, so the
+/// error without a terminal can say the same.
 pub fn prompt(label: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
     if !std::io::stdin().is_terminal() {
-        bail!("no password given: set LIFEBOAT_PASSWORD, --password-file or --password-command");
+        bail!(
+            "no terminal to ask for the {}",
+            label.trim_start_matches("enter ").trim_end_matches(": ")
+        );
     }
     let p = Zeroizing::new(rpassword::prompt_password(label).context("reading password")?);
     if confirm {

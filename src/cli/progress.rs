@@ -22,13 +22,14 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn start(p: Arc<Progress>, mode: Mode, action: &'static str) -> Reporter {
+    /// `unit` names what the count counts ("files", "packs").
+    pub fn start(p: Arc<Progress>, mode: Mode, action: &'static str, unit: &'static str) -> Reporter {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = match mode {
             Mode::Quiet => None,
             Mode::Bar => {
                 let stop = stop.clone();
-                Some(std::thread::spawn(move || draw_bar(&p, &stop, action)))
+                Some(std::thread::spawn(move || draw_bar(&p, &stop, action, unit)))
             }
             Mode::Json => {
                 let stop = stop.clone();
@@ -48,9 +49,11 @@ impl Drop for Reporter {
     }
 }
 
-fn draw_bar(p: &Progress, stop: &AtomicBool, action: &str) {
+fn draw_bar(p: &Progress, stop: &AtomicBool, action: &str, unit: &str) {
     use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(5));
+    // Hidden until there is something to show: no "0 B/0 B" flash.
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden());
+    let mut shown = false;
     let style = ProgressStyle::with_template(
         "{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
     )
@@ -58,6 +61,10 @@ fn draw_bar(p: &Progress, stop: &AtomicBool, action: &str) {
     bar.set_style(style);
     bar.set_prefix(action.to_string());
     while !stop.load(Relaxed) {
+        if !shown && (p.bytes_total.load(Relaxed) > 0 || p.bytes_done.load(Relaxed) > 0) {
+            bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(5));
+            shown = true;
+        }
         bar.set_length(p.bytes_total.load(Relaxed).max(p.bytes_done.load(Relaxed)));
         bar.set_position(p.bytes_done.load(Relaxed));
         let total = if p.total_known.load(Relaxed) {
@@ -67,7 +74,7 @@ fn draw_bar(p: &Progress, stop: &AtomicBool, action: &str) {
         };
         let errs = p.errors.load(Relaxed);
         bar.set_message(format!(
-            "{}/{} files{}",
+            "{}/{} {unit}{}",
             p.files_done.load(Relaxed),
             total,
             if errs > 0 {

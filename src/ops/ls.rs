@@ -21,7 +21,13 @@ pub async fn ls(
     let none = PathFilter::new(&[])?;
     let all = listing::collect(repo, &snap.tree, &none, &none).await?;
     Ok(match below {
-        Some(p) => all.below(p.strip_prefix("/").unwrap_or(p)),
+        Some(p) => {
+            let part = all.below(p.strip_prefix("/").unwrap_or(p));
+            if part.is_empty() {
+                return Err(crate::Error::PathNotFound(p.display().to_string()));
+            }
+            part
+        }
         None => all,
     })
 }

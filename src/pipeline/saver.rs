@@ -38,9 +38,11 @@ use crate::{Error, Result};
 const MAX_UPLOADS: usize = 8;
 const PACKS_QUEUED: usize = 1;
 
-/// Write an index file after this many packs, so an interrupted backup's
-/// uploads are reusable by the next run.
+/// Write an index file after this many packs, or when packs have waited
+/// this long for one (`LIFEBOAT_INDEX_CHECKPOINT_SECS`), so an interrupted
+/// backup's uploads are reusable by the next run.
 const PACKS_PER_INDEX: usize = 64;
+const INDEX_CHECKPOINT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A finished pack on its way to storage.
 struct Outgoing {
@@ -310,6 +312,8 @@ async fn uploader(
     let mut done: Vec<PackIndex> = Vec::new();
     let mut index_ids = Vec::new();
     let mut failed: Option<Error> = None;
+    let checkpoint = crate::util::env_secs("LIFEBOAT_INDEX_CHECKPOINT_SECS", INDEX_CHECKPOINT);
+    let mut last_flush = std::time::Instant::now();
 
     async fn flush(repo: &Repository, done: &mut Vec<PackIndex>, ids: &mut Vec<Id>) -> Result<()> {
         if done.is_empty() {
@@ -330,11 +334,12 @@ async fn uploader(
                 match r {
                     Ok(Ok(pi)) => {
                         done.push(pi);
-                        if done.len() >= PACKS_PER_INDEX {
+                        if done.len() >= PACKS_PER_INDEX || last_flush.elapsed() >= checkpoint {
                             if let Err(e) = flush(&repo, &mut done, &mut index_ids).await {
                                 failed = Some(e);
                                 break;
                             }
+                            last_flush = std::time::Instant::now();
                         }
                     }
                     Ok(Err(e)) => { failed = Some(e); break; }

@@ -23,23 +23,14 @@ use crate::{Error, Result};
 pub const REFRESH: Duration = Duration::from_secs(5 * 60);
 pub const STALE: Duration = Duration::from_secs(30 * 60);
 
-fn env_secs(name: &str, default: Duration) -> Duration {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|&s| s > 0)
-        .map(Duration::from_secs)
-        .unwrap_or(default)
-}
-
 /// How often a held lock is refreshed (`LIFEBOAT_LOCK_REFRESH_SECS`, for tests and tuning).
 pub fn refresh_interval() -> Duration {
-    env_secs("LIFEBOAT_LOCK_REFRESH_SECS", REFRESH)
+    crate::util::env_secs("LIFEBOAT_LOCK_REFRESH_SECS", REFRESH)
 }
 
 /// How long an unrefreshed lock stays valid (`LIFEBOAT_LOCK_STALE_SECS`).
 pub fn stale_after() -> Duration {
-    env_secs("LIFEBOAT_LOCK_STALE_SECS", STALE).max(refresh_interval() * 2)
+    crate::util::env_secs("LIFEBOAT_LOCK_STALE_SECS", STALE).max(refresh_interval() * 2)
 }
 
 /// Time since `t` by both clocks: the monotonic one misses system suspend,

@@ -244,7 +244,8 @@ impl From<io::Error> for ReadFail {
 impl<'a> FsWalker<'a> {
     fn report(&mut self, path: &Path, e: impl std::fmt::Display) {
         let path = path.display().to_string();
-        tracing::warn!("{path}: {e}");
+        // Logged once, as it happens; the summary only counts them.
+        tracing::error!("{path}: {e}");
         self.progress.errors.fetch_add(1, Relaxed);
         self.errors.push(SourceError {
             path,
@@ -537,6 +538,30 @@ impl<'a> FsWalker<'a> {
         }
     }
 
+    /// Chunks up to `limit` bytes from the reader's position into the
+    /// repository, appending their extents; returns the bytes read.
+    fn store_chunks(
+        &mut self,
+        f: &mut std::fs::File,
+        limit: u64,
+        content: &mut Vec<Extent>,
+    ) -> std::result::Result<u64, ReadFail> {
+        let mut got = 0u64;
+        let mut stream = ChunkStream::new(f, self.cutter.clone(), limit);
+        while let Some(chunk) = stream.next_chunk()? {
+            let id = self.repo.key().blob_id(&chunk);
+            let n = chunk.len() as u64;
+            // Copied when new: queued chunks sliced from the read buffer
+            // pinned ~57 MiB of it at peak (heaptrack).
+            self.saver
+                .save_copy(BlobKind::Data, id, &chunk)
+                .map_err(ReadFail::Fatal)?;
+            content.push(Extent::Data { id, len: n });
+            got += n;
+        }
+        Ok(got)
+    }
+
     fn read_file(&mut self, at: &At<'_>, path: &Path, st: &Stat) -> std::result::Result<(Vec<Extent>, u64), ReadFail> {
         let mut f = fsmeta::open_noatime(at)?;
         let fmd = f.metadata()?;
@@ -546,27 +571,24 @@ impl<'a> FsWalker<'a> {
             )));
         }
         let size = fmd.len();
-        let regions = fsmeta::data_regions(&f, size, fmd.blocks())?;
         let mut content = Vec::new();
+        if size == 0 {
+            // Pseudo-files (/proc, /sys) report size 0 yet have content:
+            // read to EOF and store what is there. Non-blocking, so a file
+            // that waits for events (/proc/kmsg) fails instead of hanging.
+            nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+                .map_err(io::Error::from)?;
+            let got = self.store_chunks(&mut f, u64::MAX, &mut content)?;
+            return Ok((content, got));
+        }
+        let regions = fsmeta::data_regions(&f, size, fmd.blocks())?;
         let mut pos = 0u64;
         for (off, len) in regions {
             if off > pos {
                 content.push(Extent::Hole { hole: off - pos });
             }
             f.seek(SeekFrom::Start(off))?;
-            let mut got = 0u64;
-            let mut stream = ChunkStream::new(&mut f, self.cutter.clone(), len);
-            while let Some(chunk) = stream.next_chunk()? {
-                let id = self.repo.key().blob_id(&chunk);
-                let n = chunk.len() as u64;
-                // Copied when new: queued chunks sliced from the read buffer
-                // pinned ~57 MiB of it at peak (heaptrack).
-                self.saver
-                    .save_copy(BlobKind::Data, id, &chunk)
-                    .map_err(ReadFail::Fatal)?;
-                content.push(Extent::Data { id, len: n });
-                got += n;
-            }
+            let got = self.store_chunks(&mut f, len, &mut content)?;
             pos = off + got;
             if got < len {
                 tracing::warn!("{}: file shrank while being read", path.display());
@@ -649,13 +671,36 @@ pub async fn backup(
     }
     let mut paths = Vec::new();
     for p in &opts.paths {
-        let n = normalize(p)?;
-        std::fs::symlink_metadata(&n).map_err(|e| Error::io(&n, e))?;
-        paths.push(n);
+        paths.push(normalize(p)?);
     }
     paths.sort();
     paths.dedup();
+    // The snapshot names every path asked for (so the parent is found again
+    // when a missing path comes back); missing ones are reported, not fatal.
     let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let mut missing = Vec::new();
+    paths.retain(|p| match std::fs::symlink_metadata(p) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!("{}: {e}", p.display());
+            progress.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            missing.push(SourceError {
+                path: p.display().to_string(),
+                error: e.to_string(),
+            });
+            false
+        }
+    });
+    if paths.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "none of the paths to back up can be read ({})",
+            missing
+                .iter()
+                .map(|m| format!("{}: {}", m.path, m.error))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
     let hostname = opts.host.clone().unwrap_or_else(crate::util::hostname);
     let excludes = PathFilter::new(&opts.excludes)?;
 
@@ -701,7 +746,7 @@ pub async fn backup(
                 one_fs,
                 force,
                 names: NameCache::default(),
-                errors: Vec::new(),
+                errors: missing,
                 c: Counters::default(),
                 progress: &progress,
                 hardlinks: HashMap::new(),
