@@ -46,6 +46,37 @@ pub fn workers() -> usize {
         .clamp(1, 64)
 }
 
+/// Why a byte size did not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeError {
+    Syntax,
+    Range,
+}
+
+/// Parses a byte size: a number with an optional binary unit, e.g. `500M`,
+/// `2G`, `1.5GiB`, `4096`.
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
+    let lower = s.trim().to_ascii_lowercase();
+    let num_end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(num_end);
+    let mult: u64 = match unit {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(SizeError::Syntax),
+    };
+    let v: f64 = num.parse().map_err(|_| SizeError::Syntax)?;
+    let bytes = v * mult as f64;
+    if !(bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(SizeError::Range);
+    }
+    Ok(bytes as u64)
+}
+
 /// A duration in whole seconds from the environment variable `name` (a
 /// tuning and test knob), else `default`.
 pub fn env_secs(name: &str, default: std::time::Duration) -> std::time::Duration {

@@ -27,20 +27,25 @@ pub async fn run(g: &Global, mut opts: BackupOptions) -> CmdResult {
         println!("{}", serde_json::to_string(&r).context("serialising")?);
     } else {
         if !g.quiet {
+            let outcome = match (&r.snapshot_id, r.dry_run) {
+                (Some(id), _) => format!("snapshot {} saved", id.short()),
+                (None, true) => "dry run: nothing was stored".to_string(),
+                (None, false) => "nothing changed since the parent snapshot: no snapshot saved".to_string(),
+            };
             println!(
-                "Files: {} new, {} changed, {} unmodified\nDirs:  {} new, {} changed, {} unmodified\nAdded to the repository: {} ({} stored)\nProcessed {} files, {} in {:.1}s\nsnapshot {} saved",
+                "Files: {} new, {} changed, {} unmodified\nDirs:  {} new, {} changed, {} unmodified\n{}: {} ({} stored)\nProcessed {} files, {} in {:.1}s\n{outcome}",
                 r.files_new,
                 r.files_changed,
                 r.files_unmodified,
                 r.dirs_new,
                 r.dirs_changed,
                 r.dirs_unmodified,
+                if r.dry_run { "Would add to the repository" } else { "Added to the repository" },
                 human_bytes(r.data_added_raw),
                 human_bytes(r.data_added),
                 r.total_files_processed,
                 human_bytes(r.total_bytes_processed),
                 r.duration_seconds,
-                r.snapshot_id.short()
             );
         }
     }
@@ -51,8 +56,7 @@ pub async fn run(g: &Global, mut opts: BackupOptions) -> CmdResult {
         Ok(EXIT_OK)
     } else {
         eprintln!(
-            "lifeboat: warning: snapshot {} saved, but {} source path(s) could not be read (listed above)",
-            r.snapshot_id.short(),
+            "lifeboat: warning: {} source path(s) could not be read (listed above); the rest was backed up",
             r.errors.len()
         );
         Ok(EXIT_PARTIAL)

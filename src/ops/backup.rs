@@ -17,7 +17,9 @@ use crate::Result;
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupReport {
     pub message_type: &'static str,
-    pub snapshot_id: Id,
+    /// The snapshot saved; null for a dry run or a skipped unchanged backup.
+    pub snapshot_id: Option<Id>,
+    pub dry_run: bool,
     pub parent: Option<Id>,
     pub files_new: u64,
     pub files_changed: u64,
@@ -63,6 +65,7 @@ pub async fn backup(repo: Repository, opts: &BackupOptions, progress: Arc<Progre
     Ok(BackupReport {
         message_type: "summary",
         snapshot_id: r.snapshot_id,
+        dry_run: opts.dry_run,
         parent: r.snapshot.parent,
         files_new: s.files_new,
         files_changed: s.files_changed,

@@ -75,6 +75,8 @@ pub struct Saver {
     workers: Vec<std::thread::JoinHandle<()>>,
     packer: Option<std::thread::JoinHandle<()>>,
     uploader: Option<tokio::task::JoinHandle<Result<Vec<Id>>>>,
+    /// Count blobs as a real run would, store nothing (`backup --dry-run`).
+    dry_run: bool,
 }
 
 fn set_error(slot: &Mutex<Option<Error>>, e: Error) {
@@ -87,6 +89,11 @@ fn set_error(slot: &Mutex<Option<Error>>, e: Error) {
 impl Saver {
     /// Starts the pipeline. Must be called within a tokio runtime.
     pub fn start(repo: Arc<Repository>) -> Saver {
+        Saver::start_with(repo, false)
+    }
+
+    /// Starts the pipeline; with `dry_run`, blobs are counted, never stored.
+    pub fn start_with(repo: Arc<Repository>, dry_run: bool) -> Saver {
         let n = crate::util::workers();
         let (jobs_tx, jobs_rx) = bounded::<Job>(n);
         let (sealed_tx, sealed_rx) = bounded::<SealedBlob>(n);
@@ -128,6 +135,7 @@ impl Saver {
             workers,
             packer: Some(packer),
             uploader: Some(uploader),
+            dry_run,
         }
     }
 
@@ -180,6 +188,9 @@ impl Saver {
     }
 
     fn send(&self, job: Job) -> Result<bool> {
+        if self.dry_run {
+            return Ok(true);
+        }
         let jobs = self.jobs.as_ref().ok_or_else(|| self.failure())?;
         jobs.send(job).map_err(|_| self.failure())?;
         Ok(true)

@@ -22,9 +22,9 @@ use crate::repo::blob::BlobKind;
 use crate::repo::snapshot::{Snapshot, SnapshotKind, SnapshotSummary};
 use crate::repo::tree::{Bytes64, Extent, Node, NodeType, Tree};
 use crate::repo::Repository;
-use crate::source::filter::PathFilter;
 use crate::source::fsat::{self, At, DirChain, Stat};
 use crate::source::fsmeta::{self, NameCache};
+use crate::source::select::{Exclusions, SelectOptions};
 use crate::{Error, Result};
 
 /// Options of `lifeboat backup`: the command-line flags, a profile's
@@ -35,7 +35,7 @@ use crate::{Error, Result};
 #[serde(default, deny_unknown_fields)]
 pub struct BackupOptions {
     /// Files and directories to back up
-    #[arg(required = true)]
+    #[arg(required_unless_present_any = ["files_from", "files_from_raw"])]
     pub paths: Vec<PathBuf>,
     /// Tag the snapshot (repeatable)
     #[arg(long = "tag")]
@@ -52,6 +52,14 @@ pub struct BackupOptions {
     /// Read every file even if the parent snapshot says it is unchanged
     #[arg(long)]
     pub force: bool,
+    /// Read and chunk everything, store nothing, save no snapshot (`-v` lists new and changed files)
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Save no snapshot when nothing changed since the parent snapshot
+    #[arg(long)]
+    pub skip_if_unchanged: bool,
+    #[command(flatten)]
+    pub select: SelectOptions,
     /// Count files and bytes ahead of the walk, for a progress display's
     /// ETA. Costs a second `lstat` of every path, so only when shown; set by
     /// the caller that draws progress, never by a user.
@@ -68,7 +76,8 @@ pub struct SourceError {
 
 #[derive(Debug)]
 pub struct BackupResult {
-    pub snapshot_id: Id,
+    /// None for a dry run, or when nothing changed and `--skip-if-unchanged`.
+    pub snapshot_id: Option<Id>,
     pub snapshot: Snapshot,
     pub summary: SnapshotSummary,
     pub errors: Vec<SourceError>,
@@ -220,7 +229,7 @@ struct FsWalker<'a> {
     prefetch: TreePrefetch,
     saver: &'a Saver,
     cutter: Cutter,
-    excludes: PathFilter,
+    excludes: Exclusions,
     one_fs: bool,
     force: bool,
     names: NameCache,
@@ -354,7 +363,7 @@ impl<'a> FsWalker<'a> {
             let top = stack.last().expect("non-empty");
             let path = chain.path().join(OsStr::from_bytes(&name));
             let all = matches!(top.todo, Todo::All(_));
-            if all && self.excludes.matches(path.as_os_str().as_bytes()) {
+            if all && self.excludes.path_excluded(path.as_os_str().as_bytes()) {
                 continue;
             }
             let pnode = top.parent.as_ref().and_then(|t| t.find(&name));
@@ -385,7 +394,14 @@ impl<'a> FsWalker<'a> {
                     let (todo, pushed) = match sel {
                         Sel::All if self.one_fs && st.dev() != dev => (Todo::Nothing, false),
                         Sel::All => match chain.push(OsStr::from_bytes(&name), true) {
-                            Ok(()) => (Todo::All(self.read_names(&chain).into_iter()), true),
+                            Ok(()) => {
+                                let names = self.read_names(&chain);
+                                if self.excludes.dir_excluded(&names, &chain) {
+                                    chain.pop();
+                                    continue;
+                                }
+                                (Todo::All(names.into_iter()), true)
+                            }
                             Err(e) => {
                                 self.report(&path, e);
                                 (Todo::Nothing, true)
@@ -413,6 +429,9 @@ impl<'a> FsWalker<'a> {
                     continue;
                 }
                 NodeType::File => {
+                    if self.excludes.file_excluded(st.size()) {
+                        continue;
+                    }
                     if !self.file(&mut node, &at, &path, &st, pnode)? {
                         continue;
                     }
@@ -484,6 +503,18 @@ impl<'a> FsWalker<'a> {
         Ok(id)
     }
 
+    /// Counts a file whose content was read: changed if the parent snapshot
+    /// had a file there, else new; `-v` lists it.
+    fn count_read(&mut self, path: &Path, parent: Option<&Node>) {
+        if parent.is_some_and(|p| p.kind == NodeType::File) {
+            self.c.files_changed += 1;
+            tracing::info!("changed   {}", crate::util::escape_name(path.as_os_str().as_bytes()));
+        } else {
+            self.c.files_new += 1;
+            tracing::info!("new       {}", crate::util::escape_name(path.as_os_str().as_bytes()));
+        }
+    }
+
     /// Fills a file node's content. Returns false if the file was unreadable.
     fn file(&mut self, node: &mut Node, at: &At<'_>, path: &Path, st: &Stat, parent: Option<&Node>) -> Result<bool> {
         node.size = st.size();
@@ -505,11 +536,7 @@ impl<'a> FsWalker<'a> {
             if let Some((content, size)) = self.hardlinks.get(&(st.dev(), st.ino())) {
                 node.content = Some(content.clone());
                 node.size = *size;
-                if parent.is_some_and(|p| p.kind == NodeType::File) {
-                    self.c.files_changed += 1;
-                } else {
-                    self.c.files_new += 1;
-                }
+                self.count_read(path, parent);
                 done(self, node.size);
                 return Ok(true);
             }
@@ -521,11 +548,7 @@ impl<'a> FsWalker<'a> {
                     self.hardlinks.insert((st.dev(), st.ino()), (content.clone(), size));
                 }
                 node.content = Some(content);
-                if parent.is_some_and(|p| p.kind == NodeType::File) {
-                    self.c.files_changed += 1;
-                } else {
-                    self.c.files_new += 1;
-                }
+                self.count_read(path, parent);
                 done(self, size);
                 Ok(true)
             }
@@ -611,52 +634,6 @@ fn unchanged(old: &Node, new: &Node) -> bool {
         && old.content.is_some()
 }
 
-/// Counts files and bytes to back up, for the ETA (runs beside the backup).
-/// Depth first like the walk, relative to each directory's descriptor.
-fn scan(paths: &[PathBuf], excludes: &PathFilter, progress: &Progress) {
-    let count = |st: &Stat| {
-        if st.is_file() {
-            progress.files_total.fetch_add(1, Relaxed);
-            progress.bytes_total.fetch_add(st.size(), Relaxed);
-        }
-    };
-    for p in paths {
-        let Ok(st) = At::path(p).lstat() else { continue };
-        count(&st);
-        let Some(mut chain) = st.is_dir().then(|| DirChain::open(p, true).ok()).flatten() else {
-            continue;
-        };
-        // Per level: the names still to visit.
-        let mut todo = vec![scan_names(&chain)];
-        while let Some(names) = todo.last_mut() {
-            let Some(name) = names.pop() else {
-                todo.pop();
-                if !todo.is_empty() {
-                    chain.pop();
-                }
-                continue;
-            };
-            if excludes.matches(chain.path().join(&name).as_os_str().as_bytes()) {
-                continue;
-            }
-            let Ok(st) = chain.at(&name).and_then(|at| at.lstat()) else {
-                continue;
-            };
-            count(&st);
-            if st.is_dir() {
-                let _ = chain.push(&name, true);
-                todo.push(scan_names(&chain));
-            }
-        }
-    }
-    progress.total_known.store(true, Relaxed);
-}
-
-fn scan_names(chain: &DirChain) -> Vec<OsString> {
-    let entries = chain.fd().and_then(fsat::read_names).unwrap_or_default();
-    entries.into_iter().filter_map(|e| e.ok().map(|e| e.name)).collect()
-}
-
 /// Runs a backup. The repository's index must be loaded. With `lock`, the lease is verified before the snapshot is
 /// committed, so a backup suspended past its lease never commits.
 pub async fn backup(
@@ -666,11 +643,12 @@ pub async fn backup(
     lock: Option<&crate::repo::lease::Lease>,
 ) -> Result<BackupResult> {
     let start = Utc::now();
-    if opts.paths.is_empty() {
+    let listed = opts.select.listed_paths()?;
+    if opts.paths.is_empty() && listed.is_empty() {
         return Err(Error::InvalidArgument("no paths to back up".into()));
     }
     let mut paths = Vec::new();
-    for p in &opts.paths {
+    for p in opts.paths.iter().chain(&listed) {
         paths.push(normalize(p)?);
     }
     paths.sort();
@@ -702,7 +680,7 @@ pub async fn backup(
         )));
     }
     let hostname = opts.host.clone().unwrap_or_else(crate::util::hostname);
-    let excludes = PathFilter::new(&opts.excludes)?;
+    let excludes = Exclusions::new(&opts.excludes, &opts.select)?;
 
     // Parent: the latest snapshot of the same host and the same paths.
     let parent = Snapshot::load_all(&repo)
@@ -718,10 +696,10 @@ pub async fn backup(
         let paths = paths.clone();
         let excludes = excludes.clone();
         let progress = progress.clone();
-        std::thread::spawn(move || scan(&paths, &excludes, &progress));
+        std::thread::spawn(move || crate::source::scan::scan(&paths, &excludes, &progress));
     }
 
-    let saver = Saver::start(repo.clone());
+    let saver = Saver::start_with(repo.clone(), opts.dry_run);
     let rt = tokio::runtime::Handle::current();
     let cutter = Cutter::Cdc(Cdc::new(&repo.config().chunker, repo.key().chunker_seed()));
     let parent_tree = parent.as_ref().map(|(_, s)| s.tree);
@@ -810,7 +788,14 @@ pub async fn backup(
         program_version: concat!("lifeboat ", env!("CARGO_PKG_VERSION")).to_string(),
         summary: Some(summary.clone()),
     };
-    let snapshot_id = snapshot.save(&repo).await?;
+    let snapshot_id = if opts.dry_run {
+        None
+    } else if opts.skip_if_unchanged && parent_tree == Some(tree) {
+        tracing::info!("nothing changed since the parent snapshot: no snapshot saved");
+        None
+    } else {
+        Some(snapshot.save(&repo).await?)
+    };
     Ok(BackupResult {
         snapshot_id,
         snapshot,

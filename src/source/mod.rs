@@ -7,3 +7,5 @@ pub mod archiver;
 pub mod filter;
 pub mod fsat;
 pub mod fsmeta;
+pub mod scan;
+pub mod select;

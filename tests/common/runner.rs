@@ -346,8 +346,11 @@ pub fn backup_summary(out: &Output) -> Value {
             "unexpected message_type {t:?} before the summary: {l}"
         );
     }
-    let id = last["snapshot_id"].as_str().unwrap_or("");
-    assert!(is_hex(id, 64), "summary has no 64-hex snapshot_id: {last}");
+    // A dry run or a skipped unchanged backup saves none (null).
+    if !last["snapshot_id"].is_null() {
+        let id = last["snapshot_id"].as_str().unwrap_or("");
+        assert!(is_hex(id, 64), "summary has no 64-hex snapshot_id: {last}");
+    }
     last
 }
 

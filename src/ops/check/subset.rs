@@ -90,26 +90,10 @@ fn parse_percent(s: &str) -> Result<f64, ParseError> {
 /// Parses a byte size: a number with an optional binary unit, e.g. `500M`,
 /// `2G`, `1.5GiB`, `4096`.
 pub fn parse_size(s: &str) -> Result<u64, ParseError> {
-    let t = s.trim();
-    let lower = t.to_ascii_lowercase();
-    let num_end = lower
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(lower.len());
-    let (num, unit) = lower.split_at(num_end);
-    let mult: u64 = match unit {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(ParseError::Size(s.to_string())),
-    };
-    let v: f64 = num.parse().map_err(|_| ParseError::Size(s.to_string()))?;
-    let bytes = v * mult as f64;
-    if !(bytes >= 1.0 && bytes < u64::MAX as f64) {
-        return Err(ParseError::SizeRange(s.to_string()));
-    }
-    Ok(bytes as u64)
+    crate::util::parse_size(s).map_err(|e| match e {
+        crate::util::SizeError::Syntax => ParseError::Size(s.to_string()),
+        crate::util::SizeError::Range => ParseError::SizeRange(s.to_string()),
+    })
 }
 
 impl FromStr for Subset {
