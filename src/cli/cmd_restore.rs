@@ -4,7 +4,7 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use clap::Args;
 use lifeboat::ops::restore::{self, RestoreOptions};
 use lifeboat::progress::Progress;
@@ -13,7 +13,7 @@ use lifeboat::util::{escape_name, human_bytes};
 
 use super::context::{filter, open, progress_mode, show_time, CmdResult};
 use super::progress::Reporter;
-use super::{Global, SnapFilter, EXIT_OK};
+use super::{Global, SnapFilter, EXIT_OK, EXIT_PARTIAL};
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
@@ -58,6 +58,10 @@ pub async fn restore(g: &Global, a: RestoreArgs) -> CmdResult {
     if g.json {
         println!("{}", serde_json::to_string(&r).context("serialising")?);
     } else {
+        // Lost directories are few and matter: always named.
+        for l in &r.lost_dirs {
+            eprintln!("lost: {l}");
+        }
         if g.verbose > 0 {
             for e in &r.errors {
                 eprintln!("error: {}: {}", e.path, e.error);
@@ -78,7 +82,9 @@ pub async fn restore(g: &Global, a: RestoreArgs) -> CmdResult {
     if r.errors.is_empty() {
         Ok(EXIT_OK)
     } else {
-        Err(anyhow!("{}", restore::failure_line(&r.errors)).into())
+        // Everything reachable was restored: a partial result, not a failure.
+        eprintln!("lifeboat: error: {}", restore::failure_line(&r.errors));
+        Ok(EXIT_PARTIAL)
     }
 }
 
@@ -86,6 +92,9 @@ pub async fn ls(g: &Global, a: LsArgs) -> CmdResult {
     let mut repo = open(g).await?;
     let listing = lifeboat::ops::ls::ls(&mut repo, &a.snapshot, &filter(&a.filter), a.path.as_deref()).await?;
     let mut out = std::io::stdout().lock();
+    let lost: std::collections::HashMap<&str, &lifeboat::ops::restore::LostDir> =
+        listing.lost.iter().map(|l| (l.path.as_str(), l)).collect();
+    let mut shown_lost = std::collections::HashSet::new();
     listing.for_each(|rel, n| {
         let path = std::path::Path::new("/").join(rel);
         let path_raw = path.as_os_str().as_bytes();
@@ -108,6 +117,10 @@ pub async fn ls(g: &Global, a: LsArgs) -> CmdResult {
                 if std::str::from_utf8(t).is_err() {
                     v["linktarget_bytes"] = b64(t).into();
                 }
+            }
+            if let Some(l) = lost.get(path.to_string_lossy().as_ref()) {
+                v["lost"] = serde_json::json!(format!("tree {} unreadable: {}", l.tree.short(), l.error));
+                shown_lost.insert(l.path.clone());
             }
             writeln!(out, "{v}")
         } else if a.long {
@@ -138,7 +151,22 @@ pub async fn ls(g: &Global, a: LsArgs) -> CmdResult {
         };
         r.is_ok() // else a closed pipe: stop
     });
-    Ok(EXIT_OK)
+    if listing.lost.is_empty() {
+        return Ok(EXIT_OK);
+    }
+    // What is reachable was listed; the lost directories are named.
+    for l in &listing.lost {
+        if g.json {
+            if !shown_lost.contains(&l.path) {
+                let v = serde_json::json!({"path": l.path, "type": "dir",
+                    "lost": format!("tree {} unreadable: {}", l.tree.short(), l.error)});
+                let _ = writeln!(out, "{v}");
+            }
+        } else {
+            eprintln!("lost: {l}");
+        }
+    }
+    Ok(EXIT_PARTIAL)
 }
 
 pub async fn dump(g: &Global, a: DumpArgs) -> CmdResult {

@@ -23,7 +23,8 @@ pub async fn ls(
     Ok(match below {
         Some(p) => {
             let part = all.below(p.strip_prefix("/").unwrap_or(p));
-            if part.is_empty() {
+            // Not there at all (a path inside a lost directory is named instead).
+            if part.is_empty() && part.lost.is_empty() {
                 return Err(crate::Error::PathNotFound(p.display().to_string()));
             }
             part
