@@ -189,4 +189,9 @@ fn skip_if_unchanged_saves_no_snapshot_until_something_changes() {
     let v = lb.backup(&[&src], &["--skip-if-unchanged"]);
     assert!(v["snapshot_id"].is_string(), "{v}");
     assert_eq!(lb.snapshot_ids().len(), 3);
+    // A change of metadata only is a change too.
+    set_mode(&src.join("f"), 0o600);
+    let v = lb.backup(&[&src], &["--skip-if-unchanged"]);
+    assert!(v["snapshot_id"].is_string(), "{v}");
+    assert_eq!(lb.snapshot_ids().len(), 4);
 }

@@ -145,6 +145,8 @@ struct Counters {
     dirs_unmodified: u64,
     bytes: u64,
     files: u64,
+    /// Something at or below a backup path differs from the parent snapshot.
+    selection_changed: bool,
 }
 
 /// Parent trees read ahead of the walk: when a directory's parent tree is
@@ -391,6 +393,18 @@ impl<'a> FsWalker<'a> {
                     let old = pnode.and_then(|p| p.subtree);
                     let parent = self.load_tree(pnode.filter(|p| p.kind == NodeType::Dir).and_then(|p| p.subtree));
                     let dev = if all { top.dev } else { st.dev() };
+                    // A backup path's own metadata (its content counts in finish_dir).
+                    if !all
+                        && pnode
+                            .map(|p| Node {
+                                subtree: None,
+                                ..p.clone()
+                            })
+                            .as_ref()
+                            != Some(&node)
+                    {
+                        self.c.selection_changed = true;
+                    }
                     let (todo, pushed) = match sel {
                         Sel::All if self.one_fs && st.dev() != dev => (Todo::Nothing, false),
                         Sel::All => match chain.push(OsStr::from_bytes(&name), true) {
@@ -449,6 +463,9 @@ impl<'a> FsWalker<'a> {
                 NodeType::Chardev | NodeType::Blockdev => node.rdev = st.rdev(),
                 NodeType::Fifo | NodeType::Socket => {}
             }
+            if !all && pnode != Some(&node) {
+                self.c.selection_changed = true;
+            }
             stack.last_mut().expect("non-empty").tree.nodes.push(node);
         }
     }
@@ -486,6 +503,9 @@ impl<'a> FsWalker<'a> {
             self.prefetch.drop_children(t);
         }
         let id = self.save_tree(&tree)?;
+        if matches!(f.todo, Todo::All(_)) && f.old != Some(id) {
+            self.c.selection_changed = true;
+        }
         match f.old {
             Some(old) if old == id => self.c.dirs_unmodified += 1,
             Some(_) => self.c.dirs_changed += 1,
@@ -790,7 +810,7 @@ pub async fn backup(
     };
     let snapshot_id = if opts.dry_run {
         None
-    } else if opts.skip_if_unchanged && parent_tree == Some(tree) {
+    } else if opts.skip_if_unchanged && parent_tree.is_some() && !c.selection_changed && errors.is_empty() {
         tracing::info!("nothing changed since the parent snapshot: no snapshot saved");
         None
     } else {
