@@ -1,4 +1,4 @@
-//! `lifeboat restore`, `ls` and `dump`: parse, one library call, print.
+//! `lifeboat restore` and `ls`: parse, one library call, print.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,7 +7,6 @@ use anyhow::{anyhow, Context};
 use clap::Args;
 use lifeboat::ops::restore::{self, RestoreOptions};
 use lifeboat::progress::Progress;
-use lifeboat::repo::tree::NodeType;
 use lifeboat::util::human_bytes;
 
 use super::context::{filter, open, progress_mode, CmdResult};
@@ -33,16 +32,6 @@ pub struct LsArgs {
     /// Long listing: mode, owner, size, mtime
     #[arg(short, long)]
     pub long: bool,
-    #[command(flatten)]
-    pub filter: SnapFilter,
-}
-
-#[derive(Args, Debug)]
-pub struct DumpArgs {
-    /// Snapshot id, unique prefix, or `latest`
-    pub snapshot: String,
-    /// Absolute path of the file as backed up
-    pub path: PathBuf,
     #[command(flatten)]
     pub filter: SnapFilter,
 }
@@ -96,15 +85,7 @@ pub async fn ls(g: &Global, a: LsArgs) -> CmdResult {
             });
             writeln!(out, "{v}")
         } else if a.long {
-            let t = match n.kind {
-                NodeType::Dir => 'd',
-                NodeType::Symlink => 'l',
-                NodeType::Chardev => 'c',
-                NodeType::Blockdev => 'b',
-                NodeType::Fifo => 'p',
-                NodeType::Socket => 's',
-                NodeType::File => '-',
-            };
+            let t = super::show::type_char(n.kind);
             let mtime = chrono::DateTime::from_timestamp(n.mtime.sec, 0)
                 .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                 .unwrap_or_default();
@@ -122,13 +103,5 @@ pub async fn ls(g: &Global, a: LsArgs) -> CmdResult {
         };
         r.is_ok() // else a closed pipe: stop
     });
-    Ok(EXIT_OK)
-}
-
-pub async fn dump(g: &Global, a: DumpArgs) -> CmdResult {
-    let mut repo = open(g).await?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
-    lifeboat::ops::dump::dump(&mut repo, &a.snapshot, &filter(&a.filter), &a.path, &mut out).await?;
-    out.flush().context("writing to standard output")?;
     Ok(EXIT_OK)
 }

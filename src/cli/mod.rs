@@ -4,15 +4,24 @@
 //! password, 130 interrupted.
 
 mod cmd_backup;
+mod cmd_cat;
 mod cmd_check;
+mod cmd_copy;
+mod cmd_diff;
+mod cmd_dump;
+mod cmd_find;
 mod cmd_forget;
 mod cmd_key;
 mod cmd_maintenance;
 mod cmd_repo;
 mod cmd_restore;
+mod cmd_rewrite;
+mod cmd_stats;
+mod cmd_tag;
 mod context;
 mod password;
 mod progress;
+mod show;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -40,22 +49,31 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Options of every command, listed after each command's own options.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Repository location: a local directory or s3://BUCKET[/PREFIX]
     #[arg(short = 'r', long = "repo", env = "LIFEBOAT_REPOSITORY", global = true)]
     pub repo: Option<String>,
     /// S3 endpoint URL, for S3-compatible providers (default: AWS_ENDPOINT_URL, else AWS)
-    #[arg(long, env = "LIFEBOAT_S3_ENDPOINT", global = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "LIFEBOAT_S3_ENDPOINT",
+        global = true,
+        value_name = "URL",
+        help_heading = "S3 options"
+    )]
     pub s3_endpoint: Option<String>,
     /// Path-style S3 addressing (http://host/bucket/key), needed by radosgw and some MinIO setups
-    #[arg(long, env = "LIFEBOAT_S3_PATH_STYLE", global = true)]
+    #[arg(long, env = "LIFEBOAT_S3_PATH_STYLE", global = true, help_heading = "S3 options")]
     pub s3_path_style: bool,
     /// Checksum sent with every S3 upload and part: md5 (Content-MD5, accepted everywhere), crc32c or sha256
     #[arg(
         long,
         env = "LIFEBOAT_S3_CHECKSUM",
         global = true,
+        help_heading = "S3 options",
         default_value = "md5",
         value_name = "ALGO"
     )]
@@ -73,6 +91,9 @@ pub struct Global {
     /// Machine-readable output (JSON)
     #[arg(long, global = true)]
     pub json: bool,
+    /// Times in text output in UTC instead of local time
+    #[arg(long, global = true)]
+    pub utc: bool,
     /// Print only errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -106,8 +127,8 @@ pub enum Command {
     Ls(cmd_restore::LsArgs),
     /// Restore a snapshot
     Restore(cmd_restore::RestoreArgs),
-    /// Write one file of a snapshot to standard output
-    Dump(cmd_restore::DumpArgs),
+    /// Write a file of a snapshot to standard output, or a directory as a tar or zip archive
+    Dump(cmd_dump::DumpArgs),
     /// Manage passwords (key files)
     #[command(subcommand)]
     Key(cmd_key::KeyCommand),
@@ -124,6 +145,20 @@ pub enum Command {
     Maintenance(lifeboat::ops::maintain::MaintenanceOptions),
     /// Verify the repository: structure, and with --read-data* the data itself
     Check(lifeboat::ops::check::CheckOptions),
+    /// Show what changed between two snapshots
+    Diff(lifeboat::ops::diff::DiffOptions),
+    /// Find files and directories by name or path across snapshots
+    Find(cmd_find::FindArgs),
+    /// Sizes of snapshots: restored, stored, deduplication
+    Stats(lifeboat::ops::stats::StatsOptions),
+    /// Print a repository object, decrypted (for debugging)
+    Cat(lifeboat::ops::cat::CatOptions),
+    /// Add, remove or set the tags of snapshots
+    Tag(lifeboat::ops::tag::TagOptions),
+    /// Write snapshots anew without the entries matching exclude patterns
+    Rewrite(lifeboat::ops::rewrite::RewriteOptions),
+    /// Copy snapshots from another repository into this one
+    Copy(cmd_copy::CopyArgs),
 }
 
 /// Runs one command: its arguments are parsed; each arm makes one library call.
@@ -147,7 +182,7 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Snapshots(a) => cmd_repo::snapshots(&g, a).await,
         Command::Ls(a) => cmd_restore::ls(&g, a).await,
         Command::Restore(a) => cmd_restore::restore(&g, a).await,
-        Command::Dump(a) => cmd_restore::dump(&g, a).await,
+        Command::Dump(a) => cmd_dump::run(&g, a).await,
         Command::Key(k) => cmd_key::run(&g, k).await,
         Command::Unlock(a) => cmd_repo::unlock(&g, a).await,
         Command::Prune(a) => cmd_repo::prune(&g, a).await,
@@ -155,6 +190,13 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Check(a) => cmd_check::run(&g, a).await,
         Command::Forget(a) => cmd_forget::run(&g, a).await,
         Command::Maintenance(a) => cmd_maintenance::run(&g, a).await,
+        Command::Diff(a) => cmd_diff::run(&g, a).await,
+        Command::Find(a) => cmd_find::run(&g, a).await,
+        Command::Stats(a) => cmd_stats::run(&g, a).await,
+        Command::Cat(a) => cmd_cat::run(&g, a).await,
+        Command::Tag(a) => cmd_tag::run(&g, a).await,
+        Command::Rewrite(a) => cmd_rewrite::run(&g, a).await,
+        Command::Copy(a) => cmd_copy::run(&g, a).await,
     }
 }
 

@@ -10,6 +10,10 @@ use zeroize::Zeroizing;
 pub struct Sources<'a> {
     pub command: Option<&'a str>,
     pub file: Option<&'a Path>,
+    /// The environment variable holding the password itself.
+    pub env: &'a str,
+    /// What the prompt asks for.
+    pub prompt: &'a str,
 }
 
 fn strip_newline(mut s: Vec<u8>) -> Zeroizing<Vec<u8>> {
@@ -43,7 +47,7 @@ pub fn from_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
 }
 
 /// Variables holding secrets that no child process needs.
-const SECRET_VARS: &[&str] = &["LIFEBOAT_PASSWORD", "LIFEBOAT_NEW_PASSWORD"];
+const SECRET_VARS: &[&str] = &["LIFEBOAT_PASSWORD", "LIFEBOAT_NEW_PASSWORD", "LIFEBOAT_FROM_PASSWORD"];
 
 pub fn get(src: &Sources, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
     if let Some(cmd) = src.command {
@@ -62,13 +66,10 @@ pub fn get(src: &Sources, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
     if let Some(f) = src.file {
         return from_file(f);
     }
-    if let Some(p) = std::env::var_os("LIFEBOAT_PASSWORD") {
-        return non_empty(
-            Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(p)),
-            "LIFEBOAT_PASSWORD",
-        );
+    if let Some(p) = std::env::var_os(src.env) {
+        return non_empty(Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(p)), src.env);
     }
-    prompt("enter repository password: ", confirm)
+    prompt(src.prompt, confirm)
 }
 
 pub fn prompt(label: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
