@@ -54,6 +54,8 @@ pub async fn run(g: &Global, a: CopyArgs) -> CmdResult {
                 file: a.from_password_file.as_deref(),
                 env: "LIFEBOAT_FROM_PASSWORD",
                 prompt: "enter the source repository's password: ",
+                missing: "no password given: set LIFEBOAT_FROM_PASSWORD, --from-password-file or \
+                          --from-password-command",
             },
             false,
         )

@@ -37,7 +37,11 @@ fn new_password(a: &NewPasswordArgs) -> anyhow::Result<zeroize::Zeroizing<Vec<u8
         }
         p
     } else {
-        password::prompt("enter new password: ", true)?
+        password::prompt(
+            "enter new password: ",
+            "no new password given: set LIFEBOAT_NEW_PASSWORD or --new-password-file",
+            true,
+        )?
     };
     password::warn_if_weak(&pw);
     Ok(pw)

@@ -30,6 +30,7 @@ pub(super) fn get_password(g: &Global, confirm: bool) -> anyhow::Result<zeroize:
             file: g.password_file.as_deref(),
             env: "LIFEBOAT_PASSWORD",
             prompt: "enter repository password: ",
+            missing: "no password given: set LIFEBOAT_PASSWORD, --password-file or --password-command",
         },
         confirm,
     )

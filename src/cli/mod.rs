@@ -79,7 +79,7 @@ pub struct Global {
     )]
     pub s3_checksum: String,
     /// Read the repository as it was at this time (RFC 3339), from S3 object versions;
-    /// for snapshots, ls, restore, dump, check and repair
+    /// for snapshots, ls, restore, dump, diff, find, stats, cat, check and repair
     #[arg(long, global = true, value_name = "TIME")]
     pub as_of: Option<String>,
     /// Read the password from this file
@@ -170,11 +170,18 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
             | Command::Ls(_)
             | Command::Restore(_)
             | Command::Dump(_)
+            | Command::Diff(_)
+            | Command::Find(_)
+            | Command::Stats(_)
+            | Command::Cat(_)
             | Command::Check(_)
             | Command::Repair(_)
     );
     if g.as_of.is_some() && !reads {
-        return Err(anyhow::anyhow!("--as-of works with snapshots, ls, restore, dump, check and repair only").into());
+        return Err(anyhow::anyhow!(
+            "--as-of works with snapshots, ls, restore, dump, diff, find, stats, cat, check and repair only"
+        )
+        .into());
     }
     match cli.command {
         Command::Init(a) => cmd_repo::init(&g, a).await,

@@ -14,6 +14,8 @@ pub struct Sources<'a> {
     pub env: &'a str,
     /// What the prompt asks for.
     pub prompt: &'a str,
+    /// The error when none is given and there is no terminal to ask on.
+    pub missing: &'a str,
 }
 
 fn strip_newline(mut s: Vec<u8>) -> Zeroizing<Vec<u8>> {
@@ -69,12 +71,13 @@ pub fn get(src: &Sources, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
     if let Some(p) = std::env::var_os(src.env) {
         return non_empty(Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(p)), src.env);
     }
-    prompt(src.prompt, confirm)
+    prompt(src.prompt, src.missing, confirm)
 }
 
-pub fn prompt(label: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
+/// Asks on the terminal; without one, fails with `missing`.
+pub fn prompt(label: &str, missing: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
     if !std::io::stdin().is_terminal() {
-        bail!("no password given: set LIFEBOAT_PASSWORD, --password-file or --password-command");
+        bail!("{missing}");
     }
     let p = Zeroizing::new(rpassword::prompt_password(label).context("reading password")?);
     if confirm {
