@@ -213,3 +213,49 @@ fn sha256_hex(data: &[u8]) -> String {
     use ring::digest;
     hex::encode(digest::digest(&digest::SHA256, data).as_ref())
 }
+
+/// A file over 4 GiB (sparse, so cheap to back up) needs zip64 records;
+/// zipfile and unzip read its size, and unzip checks its CRC.
+#[test]
+fn dump_zip_of_a_file_over_4_gib_uses_zip64() {
+    let dir = TestDir::new("dump-zip64");
+    if !fs_supports_holes(dir.path()) {
+        eprintln!("skipped: the filesystem of {} has no holes", dir.path().display());
+        return;
+    }
+    let lb = Lb::new(dir.join("repo"), PW);
+    lb.init();
+    let src = dir.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let big = fs::File::create(src.join("huge.img")).unwrap();
+    let size = 4 * GIB + 512 * MIB + 7;
+    big.set_len(size).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&big, b"data at the end", size - 15).unwrap();
+    fs::write(src.join("after.txt"), "after the big one").unwrap();
+    lb.backup(&[&src], &[]);
+    let zip = dir.join("big.zip");
+    dump_to(
+        &lb,
+        &["dump", "--archive", "zip", "latest", &src.display().to_string()],
+        &zip,
+    );
+    assert!(fs::metadata(&zip).unwrap().len() < 64 * MIB, "zeros should deflate");
+    let script = r#"
+import json, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+print(json.dumps({i.filename: [i.file_size, i.header_offset] for i in z.infolist()}
+                 | {"after": z.read("src/after.txt").decode()}))
+"#;
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&zip)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "python: {}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["src/huge.img"][0], size);
+    assert_eq!(v["after"], "after the big one");
+    let o = Command::new("unzip").arg("-tq").arg(&zip).output().unwrap();
+    assert!(o.status.success(), "unzip -t: {}", String::from_utf8_lossy(&o.stdout));
+}
