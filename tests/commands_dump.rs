@@ -153,14 +153,7 @@ for i in z.infolist():
                 "data": data.decode("latin-1") if len(data) < 64 else None})
 print(json.dumps(out))
 "#;
-    let o = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&zip)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "python: {}", String::from_utf8_lossy(&o.stderr));
-    let entries: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let entries: Vec<serde_json::Value> = serde_json::from_value(python(script, &zip)).unwrap();
     let find = |name: &str| {
         entries
             .iter()
@@ -209,6 +202,13 @@ print(json.dumps(out))
     assert_one_line_error(&out, "dump of a missing path");
 }
 
+/// Runs a Python script on `arg`; its output parsed as JSON.
+fn python(script: &str, arg: &Path) -> serde_json::Value {
+    let o = Command::new("python3").arg("-c").arg(script).arg(arg).output().unwrap();
+    assert!(o.status.success(), "python: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     use ring::digest;
     hex::encode(digest::digest(&digest::SHA256, data).as_ref())
@@ -246,14 +246,7 @@ z = zipfile.ZipFile(sys.argv[1])
 print(json.dumps({i.filename: [i.file_size, i.header_offset] for i in z.infolist()}
                  | {"after": z.read("src/after.txt").decode()}))
 "#;
-    let o = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&zip)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "python: {}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = python(script, &zip);
     assert_eq!(v["src/huge.img"][0], size);
     assert_eq!(v["after"], "after the big one");
     let o = Command::new("unzip").arg("-tq").arg(&zip).output().unwrap();
