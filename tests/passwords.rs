@@ -76,3 +76,35 @@ fn the_password_command_does_not_see_other_secrets() {
         describe(&out)
     );
 }
+
+/// `key add` without a new password names the new password's sources, not
+/// the current one's (#15 defect 1); `copy` names the source repository's.
+#[test]
+fn a_missing_password_error_names_the_password_that_is_missing() {
+    let tmp = TestDir::new("pw-missing");
+    let lb = Lb::new(tmp.path().join("repo"), "a long enough password");
+    let out = lb.run(["init", "--kdf-memory-kib", "8192", "--kdf-iterations", "1"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = lb.run(["key", "add"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_one_line_error(&out, "key add without a new password");
+    assert!(
+        stderr_str(&out).contains("no new password given: set LIFEBOAT_NEW_PASSWORD"),
+        "{}",
+        describe(&out)
+    );
+
+    let other = Lb::new(tmp.path().join("other"), "another long password");
+    let out = other.run(["init", "--kdf-memory-kib", "8192", "--kdf-iterations", "1"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let mut c = other.cmd(["copy", "--from-repo"]);
+    c.arg(&lb.repo);
+    let out = run_cmd(c);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_one_line_error(&out, "copy without the source's password");
+    assert!(
+        stderr_str(&out).contains("source repository: no password given: set LIFEBOAT_FROM_PASSWORD"),
+        "{}",
+        describe(&out)
+    );
+}

@@ -36,6 +36,8 @@ fn print(g: &Global, opts: &ForgetOptions, r: &ForgetReport) -> anyhow::Result<(
     let text = !g.json && !g.quiet;
     if g.json {
         println!("{}", serde_json::to_string(&r.plans).context("serialising")?);
+    } else if !g.quiet && !opts.snapshots.is_empty() {
+        print_named(g, r);
     } else if !g.quiet {
         print_plans(g, r);
     }
@@ -99,12 +101,29 @@ fn print_plans(g: &Global, r: &ForgetReport) {
                 "  {:<7} {:<10} {:<26} {:<16} {:<16} {}",
                 if d.keep() { "keep" } else { "remove" },
                 s.id.short(),
-                super::context::show_time(g, s.time),
+                super::show::time(&s.time, g.utc),
                 s.hostname,
                 s.tags.join(","),
                 reasons.join(", ")
             );
             let _ = writeln!(out, "{}", line.trim_end());
         }
+    }
+}
+
+/// `forget ID...`: the snapshots named, oldest first.
+fn print_named(g: &Global, r: &ForgetReport) {
+    let mut out = std::io::stdout().lock();
+    for d in r.plans.iter().flat_map(|p| p.decisions.iter()) {
+        let s = &d.snapshot;
+        let _ = writeln!(
+            out,
+            "{} {} {} {} {}",
+            if r.dry_run { "would remove" } else { "remove" },
+            s.id.short(),
+            super::show::time(&s.time, g.utc),
+            s.hostname,
+            s.paths.join(" ")
+        );
     }
 }

@@ -39,10 +39,12 @@ fn new_password(a: &NewPasswordArgs) -> anyhow::Result<zeroize::Zeroizing<Vec<u8
             anyhow::bail!("empty password from LIFEBOAT_NEW_PASSWORD: refusing it");
         }
         p
-    } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        password::prompt("enter new password: ", true)?
     } else {
-        anyhow::bail!("no new password given: set LIFEBOAT_NEW_PASSWORD or --new-password-file");
+        password::prompt(
+            "enter new password: ",
+            "no new password given: set LIFEBOAT_NEW_PASSWORD or --new-password-file",
+            true,
+        )?
     };
     password::warn_if_weak(&pw);
     Ok(pw)
@@ -78,7 +80,7 @@ pub async fn run(g: &Global, k: KeyCommand) -> CmdResult {
                         r.username.as_deref().unwrap_or("?"),
                         r.hostname.as_deref().unwrap_or("?"),
                         r.created
-                            .map(|t| super::context::show_time(g, t))
+                            .map(|t| super::show::time(&t, g.utc))
                             .or(r.error)
                             .unwrap_or_default()
                     );

@@ -7,16 +7,20 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 use lifeboat::ops::init::InitOptions;
 use lifeboat::ops::prune::PruneOptions;
+use lifeboat::ops::snapshots::SnapshotsOptions;
 use lifeboat::ops::unlock::UnlockOptions;
 use lifeboat::repo::snapshot::Snapshot;
 
-use super::context::{as_of_time, filter, get_password, open, open_live_backend, prune_summary_line, CmdResult};
-use super::{Global, SnapFilter, EXIT_OK};
+use super::context::{as_of_time, get_password, open, open_live_backend, prune_summary_line, CmdResult};
+use super::{show, Global, EXIT_OK};
 
 #[derive(Args, Debug)]
 pub struct SnapshotsArgs {
     #[command(flatten)]
-    pub filter: SnapFilter,
+    pub opts: SnapshotsOptions,
+    /// Shorter lines: id, time, host and tags only
+    #[arg(long, short = 'c')]
+    pub compact: bool,
 }
 
 #[derive(Args, Debug)]
@@ -67,42 +71,74 @@ pub async fn init(g: &Global, opts: InitOptions) -> CmdResult {
     Ok(EXIT_OK)
 }
 
+/// Text: a table (per group with `--group-by`, under the group's heading).
+/// JSON: an array of snapshots, or with `--group-by` an array of
+/// `{"group_key":{hostname,paths,tags},"snapshots":[...]}`.
 pub async fn snapshots(g: &Global, a: SnapshotsArgs) -> CmdResult {
     let repo = open(g).await?;
-    let f = filter(&a.filter);
-    let all: Vec<_> = Snapshot::load_all(&repo)
-        .await?
-        .into_iter()
-        .filter(|(_, s)| f.matches(s))
-        .collect();
+    let groups = lifeboat::ops::snapshots::snapshots(&repo, &a.opts).await?;
     if g.json {
-        let v: Vec<_> = all
-            .iter()
-            .map(|(id, s)| {
-                serde_json::json!({
-                    "id": id, "short_id": id.short(), "time": s.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-                    "hostname": s.hostname, "username": s.username, "paths": s.paths, "tags": s.tags,
-                    "tree": s.tree, "parent": s.parent, "summary": s.summary,
+        let json = |list: &[(lifeboat::Id, Snapshot)]| -> Vec<serde_json::Value> {
+            list.iter()
+                .map(|(id, s)| {
+                    let mut v = serde_json::json!({
+                        "id": id, "short_id": id.short(), "time": show::json_time(&s.time),
+                        "hostname": s.hostname, "username": s.username, "paths": s.paths, "tags": s.tags,
+                        "tree": s.tree, "parent": s.parent, "summary": s.summary,
+                    });
+                    if let Some(o) = s.original {
+                        v["original"] = serde_json::json!(o);
+                    }
+                    v
                 })
-            })
-            .collect();
+                .collect()
+        };
+        let v: serde_json::Value = if a.opts.group_by.is_some() {
+            groups
+                .iter()
+                .map(|gr| serde_json::json!({ "group_key": gr.key, "snapshots": json(&gr.snapshots) }))
+                .collect()
+        } else {
+            groups.iter().flat_map(|gr| json(&gr.snapshots)).collect()
+        };
         println!("{}", serde_json::to_string(&v).context("serialising")?);
-    } else {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{:<10} {:<26} {:<16} {:<16} Paths", "ID", "Time", "Host", "Tags");
-        for (id, s) in &all {
-            let _ = writeln!(
-                out,
-                "{:<10} {:<26} {:<16} {:<16} {}",
-                id.short(),
-                super::context::show_time(g, s.time),
-                s.hostname,
-                s.tags.join(","),
-                s.paths.join(" ")
-            );
-        }
-        let _ = writeln!(out, "{} snapshots", all.len());
+        return Ok(EXIT_OK);
     }
+    let mut out = std::io::stdout().lock();
+    let mut total = 0;
+    for (i, gr) in groups.iter().enumerate() {
+        if let Some(key) = &gr.key {
+            let _ = writeln!(out, "{}{key}:", if i > 0 { "\n" } else { "" });
+        }
+        if a.compact {
+            let _ = writeln!(out, "{:<10} {:<26} {:<16} Tags", "ID", "Time", "Host");
+        } else {
+            let _ = writeln!(out, "{:<10} {:<26} {:<16} {:<16} Paths", "ID", "Time", "Host", "Tags");
+        }
+        for (id, s) in &gr.snapshots {
+            let line = if a.compact {
+                format!(
+                    "{:<10} {:<26} {:<16} {}",
+                    id.short(),
+                    show::time(&s.time, g.utc),
+                    s.hostname,
+                    s.tags.join(",")
+                )
+            } else {
+                format!(
+                    "{:<10} {:<26} {:<16} {:<16} {}",
+                    id.short(),
+                    show::time(&s.time, g.utc),
+                    s.hostname,
+                    s.tags.join(","),
+                    s.paths.join(" ")
+                )
+            };
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+        total += gr.snapshots.len();
+    }
+    let _ = writeln!(out, "{total} snapshots");
     Ok(EXIT_OK)
 }
 

@@ -1,4 +1,4 @@
-//! `lifeboat restore`, `ls` and `dump`: parse, one library call, print.
+//! `lifeboat restore` and `ls`: parse, one library call, print.
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -8,10 +8,9 @@ use anyhow::Context;
 use clap::Args;
 use lifeboat::ops::restore::{self, RestoreOptions};
 use lifeboat::progress::Progress;
-use lifeboat::repo::tree::NodeType;
 use lifeboat::util::{escape_name, human_bytes};
 
-use super::context::{filter, open, progress_mode, show_time, CmdResult};
+use super::context::{filter, open, progress_mode, CmdResult};
 use super::progress::Reporter;
 use super::{Global, SnapFilter, EXIT_OK, EXIT_PARTIAL};
 
@@ -34,16 +33,6 @@ pub struct LsArgs {
     /// Long listing: mode, owner, size, mtime
     #[arg(short, long)]
     pub long: bool,
-    #[command(flatten)]
-    pub filter: SnapFilter,
-}
-
-#[derive(Args, Debug)]
-pub struct DumpArgs {
-    /// Snapshot id, unique prefix, or `latest`
-    pub snapshot: String,
-    /// Absolute path of the file as backed up
-    pub path: PathBuf,
     #[command(flatten)]
     pub filter: SnapFilter,
 }
@@ -124,17 +113,9 @@ pub async fn ls(g: &Global, a: LsArgs) -> CmdResult {
             }
             writeln!(out, "{v}")
         } else if a.long {
-            let t = match n.kind {
-                NodeType::Dir => 'd',
-                NodeType::Symlink => 'l',
-                NodeType::Chardev => 'c',
-                NodeType::Blockdev => 'b',
-                NodeType::Fifo => 'p',
-                NodeType::Socket => 's',
-                NodeType::File => '-',
-            };
+            let t = super::show::type_char(n.kind);
             let mtime = chrono::DateTime::from_timestamp(n.mtime.sec, 0)
-                .map(|t| show_time(g, t))
+                .map(|t| super::show::time(&t, g.utc))
                 .unwrap_or_default();
             let arrow = target.map(|t| format!(" -> {}", escape_name(t))).unwrap_or_default();
             writeln!(
@@ -167,12 +148,4 @@ pub async fn ls(g: &Global, a: LsArgs) -> CmdResult {
         }
     }
     Ok(EXIT_PARTIAL)
-}
-
-pub async fn dump(g: &Global, a: DumpArgs) -> CmdResult {
-    let mut repo = open(g).await?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
-    lifeboat::ops::dump::dump(&mut repo, &a.snapshot, &filter(&a.filter), &a.path, &mut out).await?;
-    out.flush().context("writing to standard output")?;
-    Ok(EXIT_OK)
 }

@@ -17,18 +17,6 @@ use super::{Failure, Global, SnapFilter};
 
 pub(super) type CmdResult = Result<i32, Failure>;
 
-/// A time for text output, the one convention of every command: local time
-/// with its UTC offset, or UTC (labelled) with `--utc`. JSON uses RFC 3339.
-pub(super) fn show_time(g: &Global, t: chrono::DateTime<chrono::Utc>) -> String {
-    if g.utc {
-        t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-    } else {
-        t.with_timezone(&chrono::Local)
-            .format("%Y-%m-%d %H:%M:%S %:z")
-            .to_string()
-    }
-}
-
 pub(super) fn repo_url(g: &Global) -> anyhow::Result<String> {
     g.repo
         .clone()
@@ -40,6 +28,9 @@ pub(super) fn get_password(g: &Global, confirm: bool) -> anyhow::Result<zeroize:
         &Sources {
             command: g.password_command.as_deref(),
             file: g.password_file.as_deref(),
+            env: "LIFEBOAT_PASSWORD",
+            prompt: "enter repository password: ",
+            missing: "no password given: set LIFEBOAT_PASSWORD, --password-file or --password-command",
         },
         confirm,
     )
@@ -61,6 +52,20 @@ pub(super) async fn open_live_backend(g: &Global) -> Result<(String, Arc<dyn bac
     let url = repo_url(g)?;
     let b = backend::open(&url, &backend_options(g)?).await?;
     Ok((url, b))
+}
+
+/// Opens the repository at `url` (not `--repo`: the source of `copy`)
+/// with the password `password` gives, asked for only once it exists.
+pub(super) async fn open_other(
+    g: &Global,
+    url: &str,
+    password: impl FnOnce() -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>>,
+) -> Result<Repository, Failure> {
+    let backend = backend::open(url, &backend_options(g)?).await?;
+    if !backend.exists().await.map_err(lifeboat::Error::from)? {
+        return Err(lifeboat::Error::RepoNotFound(url.to_string()).into());
+    }
+    Ok(Repository::open(backend, &password()?).await?)
 }
 
 pub(super) fn as_of_time(g: &Global) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {

@@ -5,15 +5,24 @@
 //! not take a lock, 12 wrong password, 130 interrupted.
 
 mod cmd_backup;
+mod cmd_cat;
 mod cmd_check;
+mod cmd_copy;
+mod cmd_diff;
+mod cmd_dump;
+mod cmd_find;
 mod cmd_forget;
 mod cmd_key;
 mod cmd_maintenance;
 mod cmd_repo;
 mod cmd_restore;
+mod cmd_rewrite;
+mod cmd_stats;
+mod cmd_tag;
 mod context;
 mod password;
 mod progress;
+mod show;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -66,13 +75,13 @@ pub struct Global {
         long,
         env = "LIFEBOAT_S3_CHECKSUM",
         global = true,
+        help_heading = "S3 options",
         default_value = "md5",
-        value_name = "ALGO",
-        help_heading = "S3 options"
+        value_name = "ALGO"
     )]
     pub s3_checksum: String,
     /// Read the repository as it was at this time (RFC 3339), from S3 object versions;
-    /// for snapshots, ls, restore, dump, check and repair
+    /// for snapshots, ls, restore, dump, diff, find, stats, cat, check and repair
     #[arg(long, global = true, value_name = "TIME")]
     pub as_of: Option<String>,
     /// Read the password from this file
@@ -120,8 +129,8 @@ pub enum Command {
     Ls(cmd_restore::LsArgs),
     /// Restore a snapshot
     Restore(cmd_restore::RestoreArgs),
-    /// Write one file of a snapshot to standard output
-    Dump(cmd_restore::DumpArgs),
+    /// Write a file of a snapshot to standard output, or a directory as a tar or zip archive
+    Dump(cmd_dump::DumpArgs),
     /// Manage passwords (key files)
     #[command(subcommand)]
     Key(cmd_key::KeyCommand),
@@ -138,6 +147,20 @@ pub enum Command {
     Maintenance(lifeboat::ops::maintain::MaintenanceOptions),
     /// Verify the repository: structure, and with --read-data* the data itself
     Check(lifeboat::ops::check::CheckOptions),
+    /// Show what changed between two snapshots
+    Diff(lifeboat::ops::diff::DiffOptions),
+    /// Find files and directories by name or path across snapshots
+    Find(cmd_find::FindArgs),
+    /// Sizes of snapshots: restored, stored, deduplication
+    Stats(lifeboat::ops::stats::StatsOptions),
+    /// Print a repository object, decrypted (for debugging)
+    Cat(lifeboat::ops::cat::CatOptions),
+    /// Add, remove or set the tags of snapshots
+    Tag(lifeboat::ops::tag::TagOptions),
+    /// Write snapshots anew without the entries matching exclude patterns
+    Rewrite(lifeboat::ops::rewrite::RewriteOptions),
+    /// Copy snapshots from another repository into this one
+    Copy(cmd_copy::CopyArgs),
 }
 
 /// Runs one command: its arguments are parsed; each arm makes one library call.
@@ -149,11 +172,18 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
             | Command::Ls(_)
             | Command::Restore(_)
             | Command::Dump(_)
+            | Command::Diff(_)
+            | Command::Find(_)
+            | Command::Stats(_)
+            | Command::Cat(_)
             | Command::Check(_)
             | Command::Repair(_)
     );
     if g.as_of.is_some() && !reads {
-        return Err(anyhow::anyhow!("--as-of works with snapshots, ls, restore, dump, check and repair only").into());
+        return Err(anyhow::anyhow!(
+            "--as-of works with snapshots, ls, restore, dump, diff, find, stats, cat, check and repair only"
+        )
+        .into());
     }
     match cli.command {
         Command::Init(a) => cmd_repo::init(&g, a).await,
@@ -161,7 +191,7 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Snapshots(a) => cmd_repo::snapshots(&g, a).await,
         Command::Ls(a) => cmd_restore::ls(&g, a).await,
         Command::Restore(a) => cmd_restore::restore(&g, a).await,
-        Command::Dump(a) => cmd_restore::dump(&g, a).await,
+        Command::Dump(a) => cmd_dump::run(&g, a).await,
         Command::Key(k) => cmd_key::run(&g, k).await,
         Command::Unlock(a) => cmd_repo::unlock(&g, a).await,
         Command::Prune(a) => cmd_repo::prune(&g, a).await,
@@ -169,6 +199,13 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Check(a) => cmd_check::run(&g, a).await,
         Command::Forget(a) => cmd_forget::run(&g, a).await,
         Command::Maintenance(a) => cmd_maintenance::run(&g, a).await,
+        Command::Diff(a) => cmd_diff::run(&g, a).await,
+        Command::Find(a) => cmd_find::run(&g, a).await,
+        Command::Stats(a) => cmd_stats::run(&g, a).await,
+        Command::Cat(a) => cmd_cat::run(&g, a).await,
+        Command::Tag(a) => cmd_tag::run(&g, a).await,
+        Command::Rewrite(a) => cmd_rewrite::run(&g, a).await,
+        Command::Copy(a) => cmd_copy::run(&g, a).await,
     }
 }
 

@@ -10,6 +10,12 @@ use zeroize::Zeroizing;
 pub struct Sources<'a> {
     pub command: Option<&'a str>,
     pub file: Option<&'a Path>,
+    /// The environment variable holding the password itself.
+    pub env: &'a str,
+    /// What the prompt asks for.
+    pub prompt: &'a str,
+    /// The error when none is given and there is no terminal to ask on.
+    pub missing: &'a str,
 }
 
 fn strip_newline(mut s: Vec<u8>) -> Zeroizing<Vec<u8>> {
@@ -43,7 +49,7 @@ pub fn from_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
 }
 
 /// Variables holding secrets that no child process needs.
-const SECRET_VARS: &[&str] = &["LIFEBOAT_PASSWORD", "LIFEBOAT_NEW_PASSWORD"];
+const SECRET_VARS: &[&str] = &["LIFEBOAT_PASSWORD", "LIFEBOAT_NEW_PASSWORD", "LIFEBOAT_FROM_PASSWORD"];
 
 pub fn get(src: &Sources, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
     if let Some(cmd) = src.command {
@@ -62,26 +68,16 @@ pub fn get(src: &Sources, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
     if let Some(f) = src.file {
         return from_file(f);
     }
-    if let Some(p) = std::env::var_os("LIFEBOAT_PASSWORD") {
-        return non_empty(
-            Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(p)),
-            "LIFEBOAT_PASSWORD",
-        );
+    if let Some(p) = std::env::var_os(src.env) {
+        return non_empty(Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(p)), src.env);
     }
-    if !std::io::stdin().is_terminal() {
-        bail!("no password given: set LIFEBOAT_PASSWORD, --password-file or --password-command");
-    }
-    prompt("enter repository password: ", confirm)
+    prompt(src.prompt, src.missing, confirm)
 }
 
-/// Asks on the terminal; `label` says which password is wanted, so the
-/// error without a terminal can say the same.
-pub fn prompt(label: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
+/// Asks on the terminal; without one, fails with `missing`.
+pub fn prompt(label: &str, missing: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
     if !std::io::stdin().is_terminal() {
-        bail!(
-            "no terminal to ask for the {}",
-            label.trim_start_matches("enter ").trim_end_matches(": ")
-        );
+        bail!("{missing}");
     }
     let p = Zeroizing::new(rpassword::prompt_password(label).context("reading password")?);
     if confirm {

@@ -1,6 +1,6 @@
-//! Forget: remove the snapshots a retention policy does not keep, then,
-//! if asked, prune the data only they used — one operation under one
-//! exclusive lease.
+//! Forget: remove the snapshots a retention policy does not keep (or the
+//! snapshots named), then, if asked, prune the data only they used — one
+//! operation under one exclusive lease.
 //!
 //! The policy engine is [`crate::retention`] (pure, tested there). Here:
 //! merging a policy file with the options ([`ForgetOptions::resolve`], meant
@@ -15,12 +15,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::FileKind;
 use crate::error::ResultExt;
+use crate::id::Id;
 use crate::ops::maintain::{self, MaintenanceSummary};
 use crate::ops::prune::{self, validate_max_unused, MaxUnusedError, PruneOptions, PruneSummary};
 use crate::repo::lease::Lease;
 use crate::repo::snapshot::{Snapshot, SnapshotFilter};
 use crate::repo::Repository;
-use crate::retention::{self, GroupBy, GroupPlan, Policy, PolicyFile, RetentionError, SnapshotInfo};
+use crate::retention::{
+    self, Decision, GroupBy, GroupKey, GroupPlan, Policy, PolicyFile, RetentionError, SnapshotInfo,
+};
 
 /// `--max-unused` out of range; shared by `forget --prune` and `prune`.
 /// Why forget refused or failed.
@@ -32,6 +35,8 @@ pub enum ForgetError {
     Retention(#[from] RetentionError),
     #[error(transparent)]
     MaxUnused(#[from] MaxUnusedError),
+    #[error("give snapshot IDs or a --keep-* policy, not both")]
+    IdsAndPolicy,
     #[error("reading policy file {}", path.display())]
     ReadPolicyFile {
         path: PathBuf,
@@ -65,6 +70,10 @@ impl From<crate::Error> for ForgetError {
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ForgetOptions {
+    /// Remove these snapshots (ids, unique prefixes or `latest`) instead of applying a policy
+    #[arg(value_name = "SNAPSHOT")]
+    #[serde(skip)]
+    pub snapshots: Vec<String>,
     #[command(flatten)]
     #[serde(flatten)]
     pub policy: Policy,
@@ -73,15 +82,9 @@ pub struct ForgetOptions {
     #[arg(long, value_name = "FIELDS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_by: Option<GroupBy>,
-    /// Only consider snapshots of this host (repeatable: any of them)
-    #[arg(long = "host", value_name = "HOST")]
-    pub hosts: Vec<String>,
-    /// Only consider snapshots with this tag (repeatable: all of them)
-    #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
-    /// Only consider snapshots that include this path (repeatable: all of them)
-    #[arg(long = "path", value_name = "PATH")]
-    pub paths: Vec<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub filter: SnapshotFilter,
     /// Only show what would be removed
     #[arg(long, short = 'n')]
     pub dry_run: bool,
@@ -104,11 +107,10 @@ pub struct ForgetOptions {
 impl Default for ForgetOptions {
     fn default() -> Self {
         ForgetOptions {
+            snapshots: Vec::new(),
             policy: Policy::default(),
             group_by: None,
-            hosts: Vec::new(),
-            tags: Vec::new(),
-            paths: Vec::new(),
+            filter: SnapshotFilter::default(),
             dry_run: false,
             prune: false,
             max_unused: 10.0,
@@ -126,6 +128,12 @@ impl ForgetOptions {
     /// typo costs no password prompt; [`forget`] calls it too.
     pub fn resolve(&self) -> Result<ForgetOptions, ForgetError> {
         validate_max_unused(self.max_unused)?;
+        if !self.snapshots.is_empty() {
+            if !self.policy.is_empty() || self.policy_file.is_some() {
+                return Err(ForgetError::IdsAndPolicy);
+            }
+            return Ok(self.clone());
+        }
         let file = match &self.policy_file {
             Some(path) => {
                 let bytes = std::fs::read(path).map_err(|source| ForgetError::ReadPolicyFile {
@@ -150,11 +158,7 @@ impl ForgetOptions {
     }
 
     fn filter(&self) -> SnapshotFilter {
-        SnapshotFilter {
-            hosts: self.hosts.clone(),
-            tags: self.tags.clone(),
-            paths: self.paths.clone(),
-        }
+        self.filter.clone()
     }
 }
 
@@ -211,9 +215,34 @@ pub async fn forget(repo: &mut Repository, opts: &ForgetOptions) -> Result<Forge
     res
 }
 
-/// Lists the selected snapshots and applies the policy.
+/// Lists the selected snapshots and applies the policy; or, given snapshot
+/// ids, plans to remove exactly those (one plan, every snapshot removed).
 async fn plan(repo: &Repository, opts: &ForgetOptions) -> Result<ForgetReport, ForgetError> {
     let filter = opts.filter();
+    if !opts.snapshots.is_empty() {
+        let decisions = Snapshot::select(repo, &opts.snapshots, &filter)
+            .await?
+            .into_iter()
+            .map(|(id, s)| Decision {
+                snapshot: SnapshotInfo::new(id, &s),
+                reasons: Vec::new(),
+            })
+            .collect();
+        let key = GroupKey {
+            hostname: None,
+            paths: None,
+            tags: None,
+        };
+        return Ok(ForgetReport {
+            policy: opts.policy.clone(),
+            group_by: GroupBy::from_fields::<&str>(&[])?,
+            plans: vec![GroupPlan { key, decisions }],
+            dry_run: opts.dry_run,
+            removed: None,
+            prune: None,
+            object_lock: None,
+        });
+    }
     // Listed under the lease, so the plan is made on the set we delete from.
     let snaps: Vec<SnapshotInfo> = Snapshot::load_all(repo)
         .await?
@@ -274,20 +303,27 @@ async fn carry_out(
 /// Deletes the snapshot files the plans remove; returns how many were
 /// deleted (a file already gone is not counted).
 async fn remove_snapshots(repo: &Repository, lease: &Lease, plans: &[GroupPlan]) -> crate::Result<usize> {
-    let doomed: Vec<&SnapshotInfo> = plans.iter().flat_map(|p| p.removed().map(|d| &d.snapshot)).collect();
+    let doomed: Vec<Id> = plans.iter().flat_map(|p| p.removed().map(|d| d.snapshot.id)).collect();
+    remove_snapshot_files(repo, lease, &doomed).await
+}
+
+/// Deletes snapshot files under an exclusive `lease`, verifying it before
+/// each; returns how many were deleted (a file already gone is not
+/// counted). Also used by `tag` and `rewrite`, which replace snapshots.
+pub(crate) async fn remove_snapshot_files(repo: &Repository, lease: &Lease, doomed: &[Id]) -> crate::Result<usize> {
     let mut removed = 0usize;
-    for s in &doomed {
+    for s in doomed {
         // A lease lost while suspended means another client may already treat
         // the repository as unlocked: stop deleting (format.md, "Locks and leases").
         let step = async {
             lease.ensure_valid().await?;
-            tracing::debug!("removing snapshot {}", s.id);
-            match repo.backend().remove(FileKind::Snapshot, &s.id.to_hex()).await {
+            tracing::debug!("removing snapshot {s}");
+            match repo.backend().remove(FileKind::Snapshot, &s.to_hex()).await {
                 Ok(()) => Ok(true),
                 // Gone already (removed by hand, or by a tool that ignores
                 // locks): the goal is reached, but say so.
                 Err(e) if e.is_not_found() => {
-                    tracing::warn!("snapshot {} was already gone", s.id.short());
+                    tracing::warn!("snapshot {} was already gone", s.short());
                     Ok(false)
                 }
                 Err(e) => Err(crate::Error::from(e)),
@@ -299,7 +335,7 @@ async fn remove_snapshots(repo: &Repository, lease: &Lease, plans: &[GroupPlan])
             Err(e) => {
                 return Err(e).context(format!(
                     "removing snapshot {} ({removed} of {} removed before this failure)",
-                    s.id.short(),
+                    s.short(),
                     doomed.len()
                 ))
             }
@@ -549,6 +585,7 @@ mod tests {
                 tags: vec![],
                 tree: Id::default(),
                 parent: None,
+                original: None,
                 excludes: vec![],
                 program_version: "test".into(),
                 summary: None,

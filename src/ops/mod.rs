@@ -4,14 +4,25 @@
 //! and loading the index, so no caller can forget either.
 
 pub mod backup;
+pub mod cat;
 pub mod check;
+pub mod copy;
+pub mod diff;
 pub mod dump;
+pub mod find;
 pub mod forget;
 pub mod init;
 pub mod key;
 pub mod ls;
 pub mod maintain;
+pub mod names;
 pub mod prune;
+pub mod reach;
 pub mod repair;
 pub mod restore;
+pub mod rewrite;
+pub mod snapshots;
+pub mod stats;
+pub mod tag;
+pub mod tree_rewrite;
 pub mod unlock;

@@ -36,6 +36,10 @@ pub struct Snapshot {
     /// Tree of the file-system root that holds `paths`.
     pub tree: Id,
     pub parent: Option<Id>,
+    /// The snapshot this one replaces (`tag`, `rewrite`) or was copied from
+    /// (`copy`): the first one's id, kept through later replacements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
     #[serde(default)]
     pub excludes: Vec<String>,
     pub program_version: String,
@@ -62,11 +66,19 @@ pub struct SnapshotSummary {
     pub errors: u64,
 }
 
-/// Filters that select snapshots (`latest`, grouping).
-#[derive(Debug, Clone, Default)]
+/// Filters that select snapshots (`latest`, and the commands that act on
+/// several): flags of those commands and keys of their serde sections.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SnapshotFilter {
+    /// Only snapshots of this host (repeatable: any of them)
+    #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
+    /// Only snapshots with this tag (repeatable: all of them)
+    #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
+    /// Only snapshots that include this path (repeatable: all of them)
+    #[arg(long = "path", value_name = "PATH")]
     pub paths: Vec<String>,
 }
 
@@ -107,6 +119,26 @@ impl Snapshot {
         }
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok(out)
+    }
+
+    /// The snapshots `specs` name (ids, prefixes, `latest`; each once), or
+    /// with none every snapshot; narrowed by `filter`, oldest first.
+    pub async fn select(repo: &Repository, specs: &[String], filter: &SnapshotFilter) -> Result<Vec<(Id, Snapshot)>> {
+        let mut snaps = if specs.is_empty() {
+            Snapshot::load_all(repo).await?
+        } else {
+            let mut v: Vec<(Id, Snapshot)> = Vec::new();
+            for s in specs {
+                let found = Snapshot::find(repo, s, filter).await?;
+                if !v.iter().any(|(id, _)| *id == found.0) {
+                    v.push(found);
+                }
+            }
+            v.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+            v
+        };
+        snaps.retain(|(_, s)| filter.matches(s));
+        Ok(snaps)
     }
 
     /// Resolves an id, unique prefix, or `latest` (with filters).
@@ -157,6 +189,7 @@ mod tests {
             tags: vec!["t".into()],
             tree: Id::random(),
             parent: None,
+            original: None,
             excludes: vec![],
             program_version: "x".into(),
             summary: Some(SnapshotSummary::default()),

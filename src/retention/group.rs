@@ -118,7 +118,7 @@ pub struct GroupKey {
 }
 
 impl GroupKey {
-    pub(super) fn of(s: &SnapshotInfo, by: GroupBy) -> GroupKey {
+    pub fn of(s: &SnapshotInfo, by: GroupBy) -> GroupKey {
         let set = |v: &[String]| {
             let mut v = v.to_vec();
             v.sort();

@@ -804,6 +804,7 @@ pub async fn backup(
         tags: opts.tags.clone(),
         tree,
         parent: parent.map(|(id, _)| id),
+        original: None,
         excludes: opts.excludes.clone(),
         program_version: concat!("lifeboat ", env!("CARGO_PKG_VERSION")).to_string(),
         summary: Some(summary.clone()),

@@ -10,9 +10,9 @@
 //!
 //! Files: `runner.rs` (running the binary, JSON output, scratch dirs),
 //! `generator.rs` (the seeded tree and random data), `compare.rs` (tree
-//! comparison), `fsutil.rs` (small filesystem utilities), `s3.rs` (the S3
-//! test server and helpers). Everything is re-exported here, so a test
-//! needs only `use common::*;`.
+//! comparison), `fsutil.rs` (small filesystem utilities), `hold.rs` (a lock
+//! held from the test process), `s3.rs` (the S3 test server and helpers).
+//! Everything is re-exported here, so a test needs only `use common::*;`.
 //!
 //! The tests are written to run as root (ownership, device nodes, setuid);
 //! without root the privileged parts of the tree are skipped with a note.
@@ -23,6 +23,7 @@
 pub mod compare;
 pub mod fsutil;
 pub mod generator;
+pub mod hold;
 pub mod runner;
 pub mod s3;
 
@@ -33,6 +34,8 @@ pub use compare::*;
 pub use fsutil::*;
 #[allow(unused_imports)]
 pub use generator::*;
+#[allow(unused_imports)]
+pub use hold::*;
 #[allow(unused_imports)]
 pub use runner::*;
 
