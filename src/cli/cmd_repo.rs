@@ -77,7 +77,7 @@ pub async fn snapshots(g: &Global, a: SnapshotsArgs) -> CmdResult {
                 serde_json::json!({
                     "id": id, "short_id": id.short(), "time": s.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
                     "hostname": s.hostname, "username": s.username, "paths": s.paths, "tags": s.tags,
-                    "tree": s.tree, "parent": s.parent, "summary": s.summary,
+                    "tree": s.tree, "parent": s.parent, "kind": s.kind, "summary": s.summary,
                 })
             })
             .collect();

@@ -41,7 +41,8 @@ pub struct LsArgs {
 pub struct DumpArgs {
     /// Snapshot id, unique prefix, or `latest`
     pub snapshot: String,
-    /// Absolute path of the file as backed up
+    /// Absolute path of the file as backed up (volume snapshots: none, or `/NAME`)
+    #[arg(default_value = "/")]
     pub path: PathBuf,
     #[command(flatten)]
     pub filter: SnapFilter,

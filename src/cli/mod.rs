@@ -10,6 +10,7 @@ mod cmd_key;
 mod cmd_maintenance;
 mod cmd_repo;
 mod cmd_restore;
+mod cmd_volume;
 mod context;
 mod password;
 mod progress;

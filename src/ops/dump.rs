@@ -18,6 +18,9 @@ pub async fn dump(
 ) -> Result<u64> {
     repo.load_index().await?;
     let (_, snap) = Snapshot::find(repo, selector, filter).await?;
+    if snap.kind == crate::repo::snapshot::SnapshotKind::Volume {
+        return crate::ops::restore_volume::dump(repo, &snap, path, out).await;
+    }
     let node = listing::find_node(repo, &snap, path).await?;
     restorer::dump(repo, &node, out).await
 }

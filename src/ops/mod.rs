@@ -4,6 +4,7 @@
 //! and loading the index, so no caller can forget either.
 
 pub mod backup;
+pub mod backup_volume;
 pub mod check;
 pub mod dump;
 pub mod forget;
@@ -14,4 +15,5 @@ pub mod maintain;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod restore_volume;
 pub mod unlock;

@@ -1,0 +1,54 @@
+//! `lifeboat backup --image/--device/--volume`: parse, one library call,
+//! print the volume summary.
+
+use anyhow::Context;
+use lifeboat::ops::backup::BackupOptions;
+use lifeboat::progress::Progress;
+use lifeboat::util::human_bytes;
+
+use super::context::{open, progress_mode, CmdResult};
+use super::progress::Reporter;
+use super::{Global, EXIT_OK};
+
+/// Whether the options name a volume (block mode) rather than paths.
+pub fn wanted(o: &BackupOptions) -> bool {
+    o.image.is_some() || o.device.is_some() || o.volume.is_some()
+}
+
+pub async fn backup(g: &Global, opts: BackupOptions) -> CmdResult {
+    let repo = open(g).await?;
+    let progress = Progress::new();
+    let r = {
+        let _reporter = Reporter::start(progress.clone(), progress_mode(g), "backup");
+        lifeboat::ops::backup_volume::backup(repo, &opts, progress.clone()).await?
+    };
+    if g.json {
+        println!("{}", serde_json::to_string(&r).context("serialising")?);
+    } else if !g.quiet {
+        if let Some(f) = &r.freeze {
+            for s in &f.stale_removed {
+                println!("removed stale snapshot {s} of an interrupted run");
+            }
+            println!(
+                "{} snapshot {}: freeze window {:.1} ms",
+                f.provider, f.snapshot, f.freeze_window_ms
+            );
+        }
+        println!(
+            "Volume {} ({}): read {}, holes {}, {} chunks new, {} known, {} from the parent{}\nAdded to the repository: {} ({} stored) in {:.1}s\nsnapshot {} saved",
+            r.source,
+            human_bytes(r.size),
+            human_bytes(r.read.bytes_read),
+            human_bytes(r.read.hole_bytes),
+            r.read.chunks_new,
+            r.read.chunks_known,
+            r.read.chunks_from_parent,
+            r.parent_reuse.as_ref().map(|w| format!(" ({w})")).unwrap_or_default(),
+            human_bytes(r.data_added_raw),
+            human_bytes(r.data_added),
+            r.duration_seconds,
+            r.snapshot_id.short()
+        );
+    }
+    Ok(EXIT_OK)
+}
