@@ -26,9 +26,9 @@ fn qemu_missing() -> Option<String> {
     }
 }
 
-/// Runs one guest scenario with `disk` of scratch space; panics with the
-/// console's tail unless the guest script exits 0.
-fn scenario(script: &str, disk: &str, mem: &str) {
+/// Runs one guest scenario with scratch `disks` (vda, vdb, ...); panics
+/// with the console's tail unless the guest script exits 0.
+fn scenario(script: &str, disks: &[&str], mem: &str) {
     if let Some(why) = qemu_missing() {
         eprintln!("skipping VM scenario {script}: {why}");
         return;
@@ -39,7 +39,8 @@ fn scenario(script: &str, disk: &str, mem: &str) {
         .arg(vm_dir().join("run.sh"))
         .args(["-b"])
         .arg(common::lifeboat())
-        .args(["-d", disk, "-m", mem])
+        .args(disks.iter().flat_map(|d| ["-d", d]))
+        .args(["-m", mem])
         .arg(vm_dir().join("guest").join(script))
         .output()
         .expect("run tests/vm/run.sh");
@@ -54,15 +55,30 @@ fn scenario(script: &str, disk: &str, mem: &str) {
 
 #[test]
 fn s1_classic_snapshot_under_writer_then_restore_to_new_lv() {
-    scenario("01-classic-writer.sh", "1G", "1G");
+    scenario("01-classic-writer.sh", &["1G"], "1G");
+}
+
+#[test]
+fn s2_files_mode_from_classic_snapshot() {
+    scenario("02-files-classic.sh", &["1G"], "1G");
+}
+
+#[test]
+fn s3_thin_changed_block_tracking_reads_little() {
+    scenario("03-thin-cbt.sh", &["1G", "2G"], "1G");
 }
 
 #[test]
 fn s4_cow_overflow_fails_clearly_and_records_nothing() {
-    scenario("04-cow-overflow.sh", "1G", "1G");
+    scenario("04-cow-overflow.sh", &["1G"], "1G");
 }
 
 #[test]
 fn s5_stale_snapshot_after_sigkill_is_removed() {
-    scenario("05-sigkill-stale.sh", "1G", "1G");
+    scenario("05-sigkill-stale.sh", &["1G"], "1G");
+}
+
+#[test]
+fn s6_btrfs_snapshot_files_mode() {
+    scenario("06-btrfs.sh", &["1G"], "1G");
 }

@@ -15,6 +15,23 @@ pub fn wanted(o: &BackupOptions) -> bool {
     o.image.is_some() || o.device.is_some() || o.volume.is_some()
 }
 
+/// Files mode with `--snapshot`: enters a private mount namespace while the
+/// process still has one thread (the snapshots are mounted there only).
+pub fn prepare(cmd: &super::Command) -> anyhow::Result<()> {
+    use lifeboat::source::freeze::SnapshotMode;
+    if let super::Command::Backup(o) = cmd {
+        if !o.paths.is_empty() && o.snapshot.is_some_and(|m| m != SnapshotMode::None) {
+            if let Err(e) = lifeboat::source::freeze::files::private_mount_namespace() {
+                // `auto` falls back to the live files (and says so); the others fail.
+                if o.snapshot != Some(SnapshotMode::Auto) {
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn backup(g: &Global, opts: BackupOptions) -> CmdResult {
     let repo = open(g).await?;
     let progress = Progress::new();

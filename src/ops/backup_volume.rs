@@ -266,3 +266,29 @@ async fn run(
         duration_seconds: progress.start.elapsed().as_secs_f64(),
     })
 }
+
+/// Files mode: after the walk, checks the snapshots it read are still valid
+/// and releases them. A snapshot that went invalid (a classic COW overflow)
+/// makes the backup fail and its just-written snapshot file is removed.
+pub async fn finish_files_freeze(
+    repo: &Repository,
+    frozen: Option<freeze::files::FrozenPaths>,
+    saved: &Id,
+) -> Result<Vec<FreezeReport>> {
+    let Some(mut f) = frozen else { return Ok(Vec::new()) };
+    if let Err(e) = f.verify() {
+        drop(f);
+        if let Err(r) = repo
+            .backend()
+            .remove(crate::backend::FileKind::Snapshot, &saved.to_hex())
+            .await
+        {
+            tracing::error!(
+                "could not remove snapshot {} read from an invalid LVM snapshot: {r}",
+                saved.short()
+            );
+        }
+        return Err(e);
+    }
+    f.finish()
+}

@@ -48,7 +48,7 @@ copy_bin() {
   for l in $(ldd "$b" 2>/dev/null | grep -o '/[^ ]*'); do copy_file "$l"; done
 }
 for b in lvm dmsetup mke2fs e2fsck debugfs dumpe2fs resize2fs blkid fsfreeze wipefs blockdev findmnt \
-  losetup mount umount pdata_tools btrfs mkfs.btrfs sha256sum cmp dd stat env kmod dash bash \
+  losetup blkdiscard mount umount pdata_tools btrfs mkfs.btrfs sha256sum cmp dd stat env kmod dash bash \
   sync timeout unshare nsenter truncate du sleep seq head tail cat cut grep sed awk; do copy_bin "$b"; done
 copy_file /lib/x86_64-linux-gnu/libgcc_s.so.1 # glibc-linked Rust binaries need it
 copy_file /lib64/ld-linux-x86-64.so.2

@@ -27,4 +27,6 @@ if dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null | grep -q bpo; then
   QEMU=(-t bookworm-backports qemu-system-x86)
 fi
 "${APT[@]}" update -qq
-"${APT[@]}" install -y -qq --no-install-recommends "${QEMU[@]}" "${need[@]/qemu-system-x86/}" >/dev/null
+rest=()
+for p in "${need[@]}"; do [ "$p" = qemu-system-x86 ] || rest+=("$p"); done
+"${APT[@]}" install -y -qq --no-install-recommends "${QEMU[@]}" "${rest[@]}" >/dev/null

@@ -7,6 +7,7 @@
 //! snapshots) and `fsfreeze` (FIFREEZE/FITHAW around an instant).
 
 pub mod btrfs;
+pub mod files;
 pub mod fsfreeze;
 pub mod lvm;
 
@@ -127,6 +128,9 @@ impl Guard {
     }
     pub fn device(&self) -> Option<&Path> {
         self.inner.device()
+    }
+    pub fn root(&self) -> Option<&Path> {
+        self.inner.root()
     }
     pub fn changes(&self) -> Option<std::result::Result<Changes, String>> {
         self.inner.changes()

@@ -56,7 +56,7 @@ impl Lv {
 
 /// Fields every `lvs` call asks for.
 pub const LV_FIELDS: &str =
-    "lv_name,vg_name,lv_attr,lv_size,lv_tags,lv_dm_path,origin,pool_lv,thin_id,snap_percent,data_percent,chunk_size,lv_uuid";
+    "lv_name,vg_name,lv_attr,lv_size,lv_tags,lv_dm_path,origin,pool_lv,thin_id,snap_percent,data_percent,chunk_size,lv_uuid,lv_kernel_major,lv_kernel_minor";
 
 /// Runs an LVM reporting tool and returns the rows of `section` (`lv`, `vg`).
 fn report(tool: &str, section: &str, args: &[&str]) -> Result<Vec<HashMap<String, String>>> {
