@@ -65,7 +65,7 @@ fn s2_files_mode_from_classic_snapshot() {
 
 #[test]
 fn s3_thin_changed_block_tracking_reads_little() {
-    scenario("03-thin-cbt.sh", &["1G", "2G"], "1G");
+    scenario("03-thin-cbt.sh", &["1G", "1G"], "1G");
 }
 
 #[test]

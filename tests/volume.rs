@@ -129,6 +129,15 @@ fn image_roundtrip_holes_sparse_restore_dump_and_dedup() {
         fs::read(&target2).unwrap() == fs::read(&img).unwrap(),
         "restore of the changed image differs"
     );
+    // Forget and prune keep what the remaining volume snapshot needs.
+    lb.run_ok(["forget", "--keep-last", "1", "--prune"]);
+    assert_eq!(lb.snapshots().len(), 1);
+    let target3 = dir.join("restored3.img");
+    lb.restore("latest", &target3, &[]);
+    assert!(
+        fs::read(&target3).unwrap() == fs::read(&img).unwrap(),
+        "restore after prune differs"
+    );
     lb.run_ok(["check", "--read-data"]);
 }
 

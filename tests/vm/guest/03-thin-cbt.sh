@@ -7,14 +7,14 @@
 make_vg
 mkfs.ext4 -q /dev/vdb && mkdir -p /work && mount /dev/vdb /work
 export LIFEBOAT_REPOSITORY=/work/repo
-lvcreate -q -y -T -L 600M vg0/pool >/dev/null
-lvcreate -q -y -V 1G -T vg0/pool -n thin >/dev/null 2>&1
-SIZE=1073741824
-dd if=/dev/urandom of=/dev/vg0/thin bs=1M count=256 status=none
+lvcreate -q -y -T -L 400M vg0/pool >/dev/null
+lvcreate -q -y -V 512M -T vg0/pool -n thin >/dev/null 2>&1
+SIZE=536870912
+dd if=/dev/urandom of=/dev/vg0/thin bs=1M count=128 status=none
 $LB init -q
-# change N: five 4 MiB runs of new data at offsets inside the written part (20 MiB: ~2%).
+# change N: five 2 MiB runs of new data at offsets inside the written part (10 MiB: ~2%).
 change() { for k in 1 2 3 4 5; do
-  dd if=/dev/urandom of=/dev/vg0/thin bs=1M count=4 seek=$(( (k * 47 + $1 * 13) % 250 )) conv=notrunc status=none; done; sync; }
+  dd if=/dev/urandom of=/dev/vg0/thin bs=1M count=2 seek=$(( (k * 23 + $1 * 13) % 126 )) conv=notrunc status=none; done; sync; }
 backup() {
   $LB backup --volume vg0/thin --json >/tmp/b$1.json 2>/tmp/e$1 || fail "backup $1: $(cat /tmp/e$1)"
   tail -n 1 /tmp/b$1.json; cat /tmp/e$1
@@ -25,7 +25,7 @@ read_bytes() { tail -n 1 /tmp/b$1.json | json_field bytes_read; }
 backup 1
 [ "$(read_bytes 1)" -eq $SIZE ] || fail "the first backup must read everything"
 change 1; backup 2
-change 2; blkdiscard -o $((128 << 20)) -l $((16 << 20)) /dev/vg0/thin; sync; backup 3
+change 2; blkdiscard -o $((64 << 20)) -l $((8 << 20)) /dev/vg0/thin; sync; backup 3
 for i in 2 3; do
   r=$(read_bytes $i)
   say "backup $i read $r of $SIZE bytes ($(( r * 100 / SIZE ))%)"
