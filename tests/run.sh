@@ -18,6 +18,8 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need[@]}"; }
 fi
+# QEMU and the guest userland for the volume scenarios (tests/vm.rs).
+bash tests/vm/install-host.sh
 if [ "$(id -u)" != 0 ]; then
   echo "warning: not root: tests that need root (owners, device nodes) will fail" >&2
 fi

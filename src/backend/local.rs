@@ -182,11 +182,16 @@ impl LocalBackend {
             }
             let mut f = match opts.open(&tmp) {
                 // Filesystems without O_DIRECT refuse the open: write buffered.
-                Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(self.modes().file)
-                    .open(&tmp)?,
+                // The refused open may already have created the file (tmpfs
+                // before Linux 6.6), so it goes first.
+                Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                    let _ = fs::remove_file(&tmp);
+                    OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(self.modes().file)
+                        .open(&tmp)?
+                }
                 r => r?,
             };
             let done = if direct { write_direct(&mut f, data)? } else { 0 };

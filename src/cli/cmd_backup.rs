@@ -10,6 +10,9 @@ use super::progress::{Mode, Reporter};
 use super::{Global, EXIT_OK, EXIT_PARTIAL};
 
 pub async fn run(g: &Global, mut opts: BackupOptions) -> CmdResult {
+    if super::cmd_volume::wanted(&opts) {
+        return super::cmd_volume::backup(g, opts).await;
+    }
     let repo = open(g).await?;
     let progress = Progress::new();
     opts.count_ahead = progress_mode(g) != Mode::Quiet;

@@ -15,7 +15,9 @@ use super::{Global, SnapFilter, EXIT_OK};
 pub struct DumpArgs {
     /// Snapshot id, unique prefix, or `latest`
     pub snapshot: String,
-    /// Absolute path as backed up: a file (written as it is) or a directory (`/` for everything)
+    /// Absolute path as backed up: a file (written as it is) or a directory (`/`, the default:
+    /// everything; for a volume snapshot, the volume)
+    #[arg(default_value = "/")]
     pub path: PathBuf,
     /// Archive format for a directory
     #[arg(long, short = 'a', value_enum, default_value_t = Archive::Tar)]

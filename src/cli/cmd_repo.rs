@@ -84,7 +84,7 @@ pub async fn snapshots(g: &Global, a: SnapshotsArgs) -> CmdResult {
                     let mut v = serde_json::json!({
                         "id": id, "short_id": id.short(), "time": show::json_time(&s.time),
                         "hostname": s.hostname, "username": s.username, "paths": s.paths, "tags": s.tags,
-                        "tree": s.tree, "parent": s.parent, "summary": s.summary,
+                        "tree": s.tree, "parent": s.parent, "kind": s.kind, "summary": s.summary,
                     });
                     if let Some(o) = s.original {
                         v["original"] = serde_json::json!(o);

@@ -19,6 +19,7 @@ mod cmd_restore;
 mod cmd_rewrite;
 mod cmd_stats;
 mod cmd_tag;
+mod cmd_volume;
 mod context;
 mod password;
 mod progress;
@@ -290,6 +291,10 @@ pub fn main() -> i32 {
     }
     let cli = Cli::parse();
     init_tracing(&cli.global);
+    if let Err(e) = cmd_volume::prepare(&cli.command) {
+        eprintln!("lifeboat: error: {e}");
+        return EXIT_FATAL;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

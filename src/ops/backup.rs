@@ -36,6 +36,9 @@ pub struct BackupReport {
     /// Source files that could not be read (the snapshot was still saved).
     pub errors: Vec<SourceError>,
     pub duration_seconds: f64,
+    /// The snapshots read instead of the live files (`--snapshot`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<crate::source::freeze::FreezeReport>,
     /// Set when Object Lock maintenance is overdue: the renewal interval G in
     /// seconds it should run at (a warning for the user, not JSON output).
     #[serde(skip)]
@@ -50,12 +53,16 @@ pub async fn backup(repo: Repository, opts: &BackupOptions, progress: Arc<Progre
     let res = async {
         repo.load_index().await?;
         let repo = Arc::new(repo);
+        // Files mode with --snapshot: the walk reads snapshots mounted over the volumes.
+        let frozen =
+            crate::source::freeze::files::for_paths(&opts.paths, opts.snapshot, opts.snapshot_size.as_deref())?;
         let r = archiver::backup(repo.clone(), opts, progress.clone(), Some(&lease)).await?;
-        Ok::<_, crate::Error>((r, repo))
+        let freeze = crate::ops::backup_volume::finish_files_freeze(&repo, frozen, r.snapshot_id.as_ref()).await?;
+        Ok::<_, crate::Error>((r, repo, freeze))
     }
     .await;
     lease.release().await;
-    let (r, repo) = res?;
+    let (r, repo, freeze) = res?;
     // Reused data is only as safe as its lock: say when upkeep is late.
     let object_lock_overdue = crate::ops::maintain::overdue(&repo).await.unwrap_or_else(|e| {
         tracing::warn!("could not read the config's Object Lock state: {e}");
@@ -81,6 +88,7 @@ pub async fn backup(repo: Repository, opts: &BackupOptions, progress: Arc<Progre
         total_bytes_processed: s.total_bytes_processed,
         errors: r.errors,
         duration_seconds: progress.start.elapsed().as_secs_f64(),
+        freeze,
         object_lock_overdue,
     })
 }

@@ -4,6 +4,7 @@
 //! and loading the index, so no caller can forget either.
 
 pub mod backup;
+pub mod backup_volume;
 pub mod cat;
 pub mod check;
 pub mod copy;
@@ -20,6 +21,7 @@ pub mod prune;
 pub mod reach;
 pub mod repair;
 pub mod restore;
+pub mod restore_volume;
 pub mod rewrite;
 pub mod snapshots;
 pub mod stats;

@@ -35,8 +35,23 @@ use crate::{Error, Result};
 #[serde(default, deny_unknown_fields)]
 pub struct BackupOptions {
     /// Files and directories to back up
-    #[arg(required_unless_present_any = ["files_from", "files_from_raw"])]
+    #[arg(required_unless_present_any = ["files_from", "files_from_raw", "image", "device", "volume"])]
     pub paths: Vec<PathBuf>,
+    /// Back up a disk image file whole, as a volume snapshot
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Back up a block device whole, as a volume snapshot
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<PathBuf>,
+    /// Back up an LVM logical volume whole (from an LVM snapshot by default)
+    #[arg(long, value_name = "VG/LV")]
+    pub volume: Option<String>,
+    /// Point-in-time snapshot to read from (default: lvm for --volume, else none)
+    #[arg(long, value_name = "MODE")]
+    pub snapshot: Option<crate::source::freeze::SnapshotMode>,
+    /// Copy-on-write size of a classic LVM snapshot: `10%ORIGIN` (default) or a size (`512M`)
+    #[arg(long, value_name = "SIZE")]
+    pub snapshot_size: Option<String>,
     /// Tag the snapshot (repeatable)
     #[arg(long = "tag")]
     pub tags: Vec<String>,

@@ -53,6 +53,13 @@ pub async fn dump(
 ) -> Result<DumpReport> {
     repo.load_index().await?;
     let (_, snap) = Snapshot::find(repo, selector, filter).await?;
+    if snap.kind == crate::repo::snapshot::SnapshotKind::Volume {
+        let bytes = crate::ops::restore_volume::dump(repo, &snap, path, out).await?;
+        return Ok(DumpReport {
+            bytes,
+            ..DumpReport::default()
+        });
+    }
     let is_root = path
         .components()
         .all(|c| matches!(c, Component::RootDir | Component::CurDir));

@@ -54,7 +54,17 @@ pub async fn restore(
         repo.load_index().await?;
         let repo = Arc::new(repo);
         let (id, snap) = Snapshot::find(&repo, selector, filter).await?;
-        let s = restorer::restore(repo, &snap, opts, progress.clone()).await?;
+        let s = if snap.kind == crate::repo::snapshot::SnapshotKind::Volume {
+            let bytes =
+                crate::ops::restore_volume::restore(repo, &snap, &opts.target, opts.force, progress.clone()).await?;
+            RestoreSummary {
+                files: 1,
+                bytes,
+                ..Default::default()
+            }
+        } else {
+            restorer::restore(repo, &snap, opts, progress.clone()).await?
+        };
         Ok::<_, crate::Error>((id, s))
     }
     .await;

@@ -56,6 +56,9 @@ pub struct RestoreOptions {
     /// Skip matching paths
     #[arg(long = "exclude", short = 'e')]
     pub excludes: Vec<String>,
+    /// Volume snapshots: overwrite an existing image or unmounted device
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
