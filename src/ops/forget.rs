@@ -275,6 +275,13 @@ async fn carry_out(
 /// deleted (a file already gone is not counted).
 async fn remove_snapshots(repo: &Repository, lease: &Lease, plans: &[GroupPlan]) -> crate::Result<usize> {
     let doomed: Vec<&SnapshotInfo> = plans.iter().flat_map(|p| p.removed().map(|d| &d.snapshot)).collect();
+    if !doomed.is_empty() {
+        // On record before anything is deleted, so no client takes the
+        // forget for a rollback (docs/format.md §13).
+        let mut entry = crate::repo::journal::JournalEntry::new("forget");
+        entry.snapshots_removed = doomed.iter().map(|s| s.id).collect();
+        repo.commit(lease, entry).await?;
+    }
     let mut removed = 0usize;
     for s in &doomed {
         // A lease lost while suspended means another client may already treat

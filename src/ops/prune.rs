@@ -290,6 +290,9 @@ pub async fn prune(repo: &Repository, lock: &Lease, opts: &PruneOptions) -> Resu
     summary.temporary_bytes_removed = temps.bytes;
     if opts.dry_run || (delete.is_empty() && repack.is_empty() && unreferenced.is_empty()) {
         summary.index_files_replaced = 0;
+        if !opts.dry_run {
+            repo.compact_journal(lock).await?;
+        }
         return Ok(summary);
     }
 
@@ -384,6 +387,7 @@ pub async fn prune(repo: &Repository, lock: &Lease, opts: &PruneOptions) -> Resu
     for name in &unreferenced {
         remove_pack(repo, name).await?;
     }
+    repo.compact_journal(lock).await?;
     Ok(summary)
 }
 

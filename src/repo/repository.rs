@@ -47,6 +47,8 @@ pub struct Repository {
     /// Blob copies (blob, pack) found damaged during this run, beyond the
     /// damage records the index was loaded with.
     damaged_now: parking_lot::Mutex<std::collections::HashSet<(Id, Id)>>,
+    /// The journal read so far and this client's record (rollback detection).
+    rollback: crate::repo::rollback::Tracker,
 }
 
 impl std::fmt::Debug for Repository {
@@ -117,6 +119,7 @@ impl Repository {
             config,
             index: Index::new(),
             damaged_now: Default::default(),
+            rollback: Default::default(),
         }
     }
 
@@ -223,6 +226,9 @@ impl Repository {
     pub fn index(&self) -> &Index {
         &self.index
     }
+    pub(crate) fn tracker(&self) -> &crate::repo::rollback::Tracker {
+        &self.rollback
+    }
 
     /// Loads every index file into the master index.
     pub async fn load_index(&mut self) -> Result<()> {
@@ -296,7 +302,7 @@ impl Repository {
         lease.ensure_valid().await?;
         let written = self.save_index_replacing(supersedes, packs).await?;
         let new: std::collections::HashSet<String> = written.iter().map(|i| i.to_hex()).collect();
-        lease.ensure_valid().await?;
+        self.commit(lease, self.index_replacement(old, &written).await?).await?;
         let mut removed = 0;
         for name in old {
             if !new.contains(name) {
@@ -305,6 +311,29 @@ impl Repository {
             }
         }
         Ok(ReplacedIndex { written, removed })
+    }
+
+    /// The journal entry of an index replacement: the whole index set when
+    /// `old` and `written` are every index file present (prune, `repair
+    /// index`), else what was added and removed.
+    async fn index_replacement(&self, old: &[String], written: &[Id]) -> Result<crate::repo::journal::JournalEntry> {
+        let mut e = crate::repo::journal::JournalEntry::new("index rewrite");
+        let present = self.backend.list(FileKind::Index).await?;
+        let new: std::collections::HashSet<&Id> = written.iter().collect();
+        let whole = present
+            .iter()
+            .all(|f| old.contains(&f.name) || f.name.parse().is_ok_and(|id: Id| new.contains(&id)));
+        if whole {
+            e.index_set = Some(written.to_vec());
+        } else {
+            e.index_added = written.to_vec();
+            e.index_removed = old
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .filter(|id| !new.contains(id))
+                .collect();
+        }
+        Ok(e)
     }
 
     /// Writes an index file for newly uploaded packs; returns its id.

@@ -726,7 +726,7 @@ pub async fn backup(
     if let Some(l) = lock {
         l.ensure_valid().await?;
     }
-    saver.finish().await?;
+    let index_files = saver.finish().await?;
     if let Some(l) = lock {
         l.ensure_valid().await?;
     }
@@ -766,6 +766,19 @@ pub async fn backup(
         summary: Some(summary.clone()),
     };
     let snapshot_id = snapshot.save(&repo).await?;
+    if let Some(l) = lock {
+        let mut entry = crate::repo::journal::JournalEntry::new("backup");
+        entry.snapshots_added = vec![snapshot_id];
+        entry.index_added = index_files;
+        // The snapshot is stored: without its journal entry only rollback
+        // detection is weaker for it.
+        if let Err(e) = repo.commit(l, entry).await {
+            tracing::warn!(
+                "snapshot {} saved, but not entered in the journal: {e}",
+                snapshot_id.short()
+            );
+        }
+    }
     Ok(BackupResult {
         snapshot_id,
         snapshot,

@@ -48,6 +48,10 @@ pub enum FindingKind {
     Affected,
     /// The local verification state could not be read or saved (warning).
     State,
+    /// The repository is older than its journal or this client's record
+    /// says (a rollback, or a snapshot or index file lost), or that record
+    /// cannot be trusted (error); a journal entry that cannot be read (error).
+    Rollback,
     /// An object without the Object Lock retention the repository's policy
     /// requires (error), or whose lock ends before now + retention (warning:
     /// maintenance is overdue).
