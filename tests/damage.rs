@@ -217,19 +217,6 @@ fn huge_files_in_the_repository_are_refused_before_they_are_read() {
     );
 }
 
-/// Packs of the repository, smallest first (a small backup writes one
-/// data pack and one, much smaller, tree pack).
-fn packs_by_size(repo: &Path) -> Vec<(PathBuf, u64)> {
-    let mut v = Vec::new();
-    walk(&repo.join("data"), &mut |_, p, md| {
-        if md.is_file() {
-            v.push((p.to_path_buf(), md.len()));
-        }
-    });
-    v.sort_by_key(|(_, n)| *n);
-    v
-}
-
 /// A source tree with incompressible data, so its data pack is far larger
 /// than its tree pack.
 fn source(t: &TestDir) -> PathBuf {

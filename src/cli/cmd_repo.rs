@@ -31,12 +31,17 @@ pub struct RepairArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum RepairCommand {
-    /// Rebuild the index from the pack files
+    /// Rebuild the index from the pack files (damaged packs are salvaged, never dropped)
     Index {
-        /// Read every pack's header, not only packs the index does not describe
+        /// Read every pack in full and verify every blob (as `repair packs`),
+        /// not only the headers of packs the index does not describe
         #[arg(long)]
         read_all_packs: bool,
     },
+    /// Read every pack; rewrite the blobs that verify in damaged packs into new
+    /// packs, take only the failing blobs out of the index, and set the damaged
+    /// packs aside until prune proves nothing intact is left in them
+    Packs,
     /// Write repaired copies (tag `repaired`) of snapshots that refer to missing data
     Snapshots {
         /// Remove the damaged originals after writing the repaired copies
@@ -135,21 +140,36 @@ pub async fn repair(g: &Global, a: RepairArgs) -> CmdResult {
                 anyhow!("--as-of repairs the whole repository; it does not combine with a repair subcommand").into(),
             )
         }
-        (None, None) => return Err(anyhow!("repair needs a subcommand (index, snapshots) or --as-of TIME").into()),
+        (None, None) => {
+            return Err(anyhow!("repair needs a subcommand (index, packs, snapshots) or --as-of TIME").into())
+        }
         (Some(r), None) => r,
     };
     let repo = open(g).await?;
     let v = match r {
         RepairCommand::Index { read_all_packs } => {
-            let s = lifeboat::ops::repair::index(&repo, read_all_packs).await?;
+            let s = lifeboat::ops::repair::index(repo, read_all_packs).await?;
             if !g.json && !g.quiet {
                 println!(
-                    "index rebuilt: {} packs ({} headers read), {} blobs, {} index files replaced",
+                    "index rebuilt: {} packs ({} read), {} blobs, {} index files replaced",
                     s.packs, s.packs_read, s.blobs, s.index_files_replaced
                 );
-                for p in &s.packs_unreadable {
-                    eprintln!("unreadable pack (left in place): {p}");
-                }
+                print_salvage(&s.damaged_packs, s.packs_written);
+            }
+            serde_json::to_value(&s).context("serialising")?
+        }
+        RepairCommand::Packs => {
+            let s = lifeboat::ops::repair::packs(repo).await?;
+            if !g.json && !g.quiet {
+                println!(
+                    "{} packs read, {} damaged: {} blobs salvaged, {} lost; index rebuilt ({} blobs)",
+                    s.packs_read,
+                    s.packs.len(),
+                    s.blobs_salvaged,
+                    s.blobs_lost,
+                    s.blobs
+                );
+                print_salvage(&s.packs, s.packs_written);
             }
             serde_json::to_value(&s).context("serialising")?
         }
@@ -184,6 +204,37 @@ pub async fn repair(g: &Global, a: RepairArgs) -> CmdResult {
         println!("{v}");
     }
     Ok(EXIT_OK)
+}
+
+/// Per damaged pack: what was saved and lost, and where the pack went.
+fn print_salvage(packs: &[lifeboat::ops::repair::PackSalvage], written: u64) {
+    for p in packs {
+        let lost: Vec<String> = p.lost.iter().map(|b| b.short()).collect();
+        println!(
+            "  pack {} ({}): {} blobs salvaged ({} rewritten), {} lost{}{}",
+            p.id.short(),
+            p.reason,
+            p.blobs_salvaged,
+            p.blobs_rewritten,
+            p.blobs_lost,
+            if lost.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", lost.join(", "))
+            },
+            if p.set_aside {
+                "; set aside until prune finds nothing intact left in it"
+            } else {
+                ""
+            }
+        );
+    }
+    if written > 0 {
+        println!("  {written} new pack(s) written with the salvaged blobs");
+    }
+    if packs.iter().any(|p| p.blobs_lost > 0) {
+        println!("  snapshots using lost blobs: `lifeboat repair snapshots` writes salvaged copies");
+    }
 }
 
 /// The password, for a library call that asks for it only once it knows it

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use clap::Args;
 use lifeboat::ops::restore::{self, RestoreOptions};
 use lifeboat::progress::Progress;
@@ -12,7 +12,7 @@ use lifeboat::util::human_bytes;
 
 use super::context::{filter, open, progress_mode, CmdResult};
 use super::progress::Reporter;
-use super::{Global, SnapFilter, EXIT_OK};
+use super::{Global, SnapFilter, EXIT_OK, EXIT_PARTIAL};
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
@@ -57,6 +57,10 @@ pub async fn restore(g: &Global, a: RestoreArgs) -> CmdResult {
     if g.json {
         println!("{}", serde_json::to_string(&r).context("serialising")?);
     } else {
+        // Lost directories are few and matter: always named.
+        for l in &r.lost_dirs {
+            eprintln!("lost: {l}");
+        }
         if g.verbose > 0 {
             for e in &r.errors {
                 eprintln!("error: {}: {}", e.path, e.error);
@@ -77,7 +81,9 @@ pub async fn restore(g: &Global, a: RestoreArgs) -> CmdResult {
     if r.errors.is_empty() {
         Ok(EXIT_OK)
     } else {
-        Err(anyhow!("{}", restore::failure_line(&r.errors)).into())
+        // Everything reachable was restored: a partial result, not a failure.
+        eprintln!("lifeboat: error: {}", restore::failure_line(&r.errors));
+        Ok(EXIT_PARTIAL)
     }
 }
 
@@ -85,15 +91,22 @@ pub async fn ls(g: &Global, a: LsArgs) -> CmdResult {
     let mut repo = open(g).await?;
     let listing = lifeboat::ops::ls::ls(&mut repo, &a.snapshot, &filter(&a.filter), a.path.as_deref()).await?;
     let mut out = std::io::stdout().lock();
+    let lost: std::collections::HashMap<&str, &lifeboat::ops::restore::LostDir> =
+        listing.lost.iter().map(|l| (l.path.as_str(), l)).collect();
+    let mut shown_lost = std::collections::HashSet::new();
     listing.for_each(|rel, n| {
         let path = std::path::Path::new("/").join(rel);
         let r = if g.json {
-            let v = serde_json::json!({
+            let mut v = serde_json::json!({
                 "path": path.to_string_lossy(), "name": String::from_utf8_lossy(&n.name.0), "type": n.kind.as_str(),
                 "size": n.size, "mode": n.mode, "uid": n.uid, "gid": n.gid, "user": n.user, "group": n.group,
                 "mtime": chrono::DateTime::from_timestamp(n.mtime.sec, n.mtime.nsec).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
                 "links": n.links,
             });
+            if let Some(l) = lost.get(path.to_string_lossy().as_ref()) {
+                v["lost"] = serde_json::json!(format!("tree {} unreadable: {}", l.tree.short(), l.error));
+                shown_lost.insert(l.path.clone());
+            }
             writeln!(out, "{v}")
         } else if a.long {
             let t = match n.kind {
@@ -122,7 +135,22 @@ pub async fn ls(g: &Global, a: LsArgs) -> CmdResult {
         };
         r.is_ok() // else a closed pipe: stop
     });
-    Ok(EXIT_OK)
+    if listing.lost.is_empty() {
+        return Ok(EXIT_OK);
+    }
+    // What is reachable was listed; the lost directories are named.
+    for l in &listing.lost {
+        if g.json {
+            if !shown_lost.contains(&l.path) {
+                let v = serde_json::json!({"path": l.path, "type": "dir",
+                    "lost": format!("tree {} unreadable: {}", l.tree.short(), l.error)});
+                let _ = writeln!(out, "{v}");
+            }
+        } else {
+            eprintln!("lost: {l}");
+        }
+    }
+    Ok(EXIT_PARTIAL)
 }
 
 pub async fn dump(g: &Global, a: DumpArgs) -> CmdResult {

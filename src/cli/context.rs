@@ -129,8 +129,16 @@ pub(super) fn prune_summary_line(s: &lifeboat::ops::prune::PruneSummary) -> Stri
     } else {
         String::new()
     };
+    let damaged = if s.damaged_packs_deleted + s.damaged_packs_kept > 0 {
+        format!(
+            "; damaged packs set aside by repair: {} deleted (nothing intact left), {} kept",
+            s.damaged_packs_deleted, s.damaged_packs_kept
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{}{} snapshots, {} packs: {} deleted, {} repacked ({} moved), {} unreferenced deleted; {} freed{temps}",
+        "{}{} snapshots, {} packs: {} deleted, {} repacked ({} moved), {} unreferenced deleted; {} freed{temps}{damaged}",
         if s.dry_run { "dry run: " } else { "" },
         s.snapshots,
         s.packs_total,

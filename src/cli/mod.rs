@@ -1,7 +1,8 @@
 //! Command-line front end. Exit codes (documented in README.md):
-//! 0 success, 1 fatal error, 3 backup written but some source files could not
-//! be read, 10 repository does not exist, 11 could not take a lock, 12 wrong
-//! password, 130 interrupted.
+//! 0 success, 1 fatal error, 3 partial result (backup written but some source
+//! files could not be read; restore or `ls` done but some paths could not be
+//! restored), 10 repository does not exist, 11 could not take a lock, 12
+//! wrong password, 130 interrupted.
 
 mod cmd_backup;
 mod cmd_check;
@@ -125,8 +126,8 @@ pub enum Command {
     Forget(Box<lifeboat::ops::forget::ForgetOptions>),
     /// Delete data no snapshot needs; repack mostly-unused packs
     Prune(lifeboat::ops::prune::PruneOptions),
-    /// Rebuild the index from packs, salvage damaged snapshots, or (with --as-of)
-    /// bring an S3 repository back to a past state
+    /// Rebuild the index from packs, salvage damaged packs and snapshots, or
+    /// (with --as-of) bring an S3 repository back to a past state
     Repair(cmd_repo::RepairArgs),
     /// Object Lock upkeep: extend the locks of needed objects, remove expired hidden versions
     Maintenance(lifeboat::ops::maintain::MaintenanceOptions),

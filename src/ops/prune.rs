@@ -92,6 +92,12 @@ pub struct PruneSummary {
     /// [`TEMP_MIN_AGE`]), removed (or, in a dry run, found).
     pub temporary_files_removed: usize,
     pub temporary_bytes_removed: u64,
+    /// Damaged packs set aside by repair and deleted now that nothing intact
+    /// is left in them (or, in a dry run, that would be).
+    pub damaged_packs_deleted: usize,
+    /// Damaged packs set aside by repair that still hold intact blobs
+    /// stored nowhere else: kept.
+    pub damaged_packs_kept: usize,
     pub dry_run: bool,
 }
 
@@ -272,11 +278,35 @@ pub async fn prune(repo: &Repository, lock: &Lease, opts: &PruneOptions) -> Resu
             keep[slot] = true;
         }
     }
+    // Damaged packs set aside by repair: deleted only once nothing intact
+    // is left in them that is needed and stored nowhere else.
+    let needed = |id: &Id| {
+        index.position(id).is_some_and(|p| {
+            used[p]
+                && !entries[p..]
+                    .iter()
+                    .take_while(|e| e.id == *id)
+                    .any(|e| present[e.pack as usize] && !index.is_damaged(e))
+        })
+    };
+    let verdicts = crate::ops::repair::aside::judge(repo, &packs_before, needed).await?;
+    let aside: HashSet<String> = verdicts.iter().map(|v| v.pack.to_hex()).collect();
+    let mut aside_delete: Vec<String> = Vec::new();
+    for v in &verdicts {
+        let name = v.pack.to_hex();
+        if v.deletable && packs_after.contains_key(&name) {
+            aside_delete.push(name);
+            summary.bytes_freed += v.size;
+        } else {
+            summary.damaged_packs_kept += 1;
+        }
+    }
+    summary.damaged_packs_deleted = aside_delete.len();
     // Packs in storage that no index lists: leftovers of interrupted backups.
     let indexed: HashSet<String> = index.packs().iter().map(|p| p.to_hex()).collect();
     let mut unreferenced: Vec<String> = Vec::new();
     for (name, size) in &packs_before {
-        if !indexed.contains(name) && packs_after.contains_key(name) {
+        if !indexed.contains(name) && !aside.contains(name) && packs_after.contains_key(name) {
             unreferenced.push(name.clone());
             summary.bytes_freed += size;
         }
@@ -288,10 +318,19 @@ pub async fn prune(repo: &Repository, lock: &Lease, opts: &PruneOptions) -> Resu
     let temps = backend.stale_temporaries(TEMP_MIN_AGE, !opts.dry_run).await?;
     summary.temporary_files_removed = temps.files;
     summary.temporary_bytes_removed = temps.bytes;
-    if opts.dry_run || (delete.is_empty() && repack.is_empty() && unreferenced.is_empty()) {
+    if opts.dry_run {
         summary.index_files_replaced = 0;
         if !opts.dry_run {
             repo.compact_journal(lock).await?;
+        }
+        return Ok(summary);
+    }
+    if delete.is_empty() && repack.is_empty() && unreferenced.is_empty() {
+        summary.index_files_replaced = 0;
+        // No index change is needed to delete set-aside packs: none lists them.
+        lock.ensure_valid().await?;
+        for name in &aside_delete {
+            remove_pack(repo, name).await?;
         }
         return Ok(summary);
     }
@@ -384,7 +423,7 @@ pub async fn prune(repo: &Repository, lock: &Lease, opts: &PruneOptions) -> Resu
     {
         remove_pack(repo, &pid.to_hex()).await?;
     }
-    for name in &unreferenced {
+    for name in unreferenced.iter().chain(&aside_delete) {
         remove_pack(repo, name).await?;
     }
     repo.compact_journal(lock).await?;

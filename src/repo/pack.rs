@@ -254,6 +254,42 @@ pub fn parse(key: &MasterKey, cipher: &Cipher, id: &Id, data: &[u8]) -> Result<V
     )
 }
 
+/// Where to look for blobs in a damaged pack: its header's entries (when it
+/// opens) and entries from elsewhere (an old index, a damage record), each
+/// place (blob id, offset) once, in offset order. Either source alone may be
+/// wrong or missing; a blob found by either is proven against its id.
+pub fn salvage_candidates<'a>(sources: impl IntoIterator<Item = &'a [PackEntry]>) -> Vec<PackEntry> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<PackEntry> = sources
+        .into_iter()
+        .flatten()
+        .filter(|e| seen.insert((e.id, e.offset, e.sealed_len)))
+        .copied()
+        .collect();
+    out.sort_by_key(|e| (e.offset, e.id));
+    out
+}
+
+/// The plaintext of the blob `e` describes, read from a whole pack's bytes
+/// `data` (which may be truncated or damaged) and proven against its id;
+/// valid until the decoder's next use.
+pub fn blob_at<'d>(
+    key: &MasterKey,
+    cipher: &Cipher,
+    dec: &'d mut crate::repo::blob::Decoder,
+    data: &[u8],
+    e: &PackEntry,
+) -> Result<&'d [u8]> {
+    let (start, end) = (e.offset as usize, e.offset as usize + e.sealed_len as usize);
+    let sealed = data.get(start..end).ok_or_else(|| {
+        Error::format(
+            format!("blob {}", e.id.short()),
+            format!("lies outside the {}-byte pack (truncated)", data.len()),
+        )
+    })?;
+    dec.decode_verified(key, cipher, e.kind, e.comp, &e.id, e.raw_len, sealed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +330,12 @@ mod tests {
             }
             // a pack only opens under its own name
             prop_assert!(parse(&k, &c, &Id::ZERO, &p.data).is_err());
+            // a pack cut by one byte still yields every blob at its entry
+            let mut dec = blob::Decoder::new();
+            let cut = &p.data[..p.data.len() - 1];
+            for (e, b) in entries.iter().zip(&blobs) {
+                prop_assert_eq!(blob_at(&k, &c, &mut dec, cut, e).unwrap(), &b[..]);
+            }
         }
     }
 }

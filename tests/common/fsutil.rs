@@ -163,6 +163,19 @@ pub fn repo_fingerprint(repo: &Path) -> BTreeMap<PathBuf, (u64, u64)> {
     map
 }
 
+/// Pack files of a local repository with their sizes, smallest first (a
+/// small backup writes one data pack and one, much smaller, tree pack).
+pub fn packs_by_size(repo: &Path) -> Vec<(PathBuf, u64)> {
+    let mut v = Vec::new();
+    walk(&repo.join("data"), &mut |_, p, md| {
+        if md.is_file() {
+            v.push((p.to_path_buf(), md.len()));
+        }
+    });
+    v.sort_by_key(|(_, n)| *n);
+    v
+}
+
 /// `cp -a --sparse=always src dst` (dst must not exist): an exact copy with
 /// all metadata, hard links and holes.
 pub fn copy_tree(src: &Path, dst: &Path) {

@@ -158,6 +158,12 @@ impl Lb {
         self.run_ok(["init"]);
     }
 
+    /// `init` with a cheap key derivation (8 MiB, one pass), so every later
+    /// command opens the repository quickly.
+    pub fn init_fast(&self) {
+        self.run_ok(["init", "--kdf-memory-kib", "8192", "--kdf-iterations", "1"]);
+    }
+
     /// `backup --json EXTRA... PATHS...`; asserts exit 0 and returns the
     /// summary object (see [`backup_summary`]).
     pub fn backup(&self, paths: &[&Path], extra: &[&str]) -> Value {

@@ -247,6 +247,26 @@ impl S3Admin {
         }
     }
 
+    /// The current version's bytes.
+    pub fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        self.rt.block_on(async {
+            let r = self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("get {bucket}/{key}: {:?}", s3_err(e)));
+            r.body
+                .collect()
+                .await
+                .unwrap_or_else(|e| panic!("read {bucket}/{key}: {e}"))
+                .into_bytes()
+                .to_vec()
+        })
+    }
+
     pub fn put(&self, bucket: &str, key: &str, data: Vec<u8>) -> Result<(), S3Err> {
         self.rt
             .block_on(

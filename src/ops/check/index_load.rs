@@ -189,7 +189,18 @@ pub(super) async fn check_packs(
             Some(_) => status.push(PackStatus::Ok),
         }
     }
-    let mut unreferenced: Vec<&Id> = stored.keys().filter(|p| !listed_by.contains_key(p)).collect();
+    // Damaged packs set aside by repair are out of the index on purpose
+    // (prune deletes them once nothing intact is left in them).
+    let aside = repo.load_damaged_packs().await?;
+    let mut unreferenced: Vec<&Id> = stored
+        .keys()
+        .filter(|p| !listed_by.contains_key(p))
+        .filter(|p| {
+            let set_aside = aside.contains_key(p);
+            report.packs_set_aside += set_aside as u64;
+            !set_aside
+        })
+        .collect();
     unreferenced.sort();
     report.packs_unreferenced = unreferenced.len() as u64;
     for p in unreferenced {

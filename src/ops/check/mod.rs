@@ -159,6 +159,8 @@ pub struct CheckReport {
     /// Pack files in storage.
     pub packs_in_storage: u64,
     pub packs_unreferenced: u64,
+    /// Damaged packs set aside by repair (out of the index on purpose).
+    pub packs_set_aside: u64,
     /// Distinct blobs listed by the index.
     pub blobs: u64,
     /// Packs read in full, blobs verified, bytes read.

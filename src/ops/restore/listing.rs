@@ -2,7 +2,9 @@
 //! parents before children, each linking to its directory's entry instead of
 //! carrying its whole path (a deep tree would otherwise cost the square of
 //! its depth in memory). Used by restore, `ls` and `dump`; iterative, so the
-//! depth of a snapshot is bounded by nothing but memory.
+//! depth of a snapshot is bounded by nothing but memory. A directory whose
+//! tree cannot be read is kept (empty) and named in [`Listing::lost`]: the
+//! walk goes on with everything else.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -23,6 +25,42 @@ pub struct Entry {
     pub node: Node,
 }
 
+/// A directory whose tree could not be read: its contents are lost.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LostDir {
+    /// Absolute path as backed up (`/` for the snapshot's root).
+    pub path: String,
+    pub tree: Id,
+    pub error: String,
+    /// Whether the tree's stored bytes are damaged or gone (as opposed to,
+    /// say, a storage outage): such a copy is recorded as damaged.
+    #[serde(skip)]
+    pub damaged: bool,
+}
+
+impl LostDir {
+    fn new(path: &[u8], tree: Id, e: &Error) -> LostDir {
+        LostDir {
+            path: String::from_utf8_lossy(if path.is_empty() { b"/" } else { path }).into_owned(),
+            tree,
+            error: e.to_string(),
+            damaged: e.is_damage(),
+        }
+    }
+}
+
+impl std::fmt::Display for LostDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (tree {} unreadable: {})",
+            self.path,
+            self.tree.short(),
+            self.error
+        )
+    }
+}
+
 /// Entries of a snapshot in walk order (depth first, parents before
 /// children, names sorted within a directory).
 #[derive(Debug, Default)]
@@ -31,6 +69,8 @@ pub struct Listing {
     /// Path of the directory holding the top entries, below the root
     /// (empty unless narrowed by [`Listing::below`]).
     base: PathBuf,
+    /// Directories whose trees could not be read, in walk order.
+    pub lost: Vec<LostDir>,
 }
 
 impl Listing {
@@ -101,6 +141,18 @@ impl Listing {
         if names.is_empty() {
             return self;
         }
+        // Lost directories at or below `p`, or above it (then `p` itself is
+        // out of reach).
+        let abs = Path::new("/").join(p);
+        let lost: Vec<LostDir> = self
+            .lost
+            .iter()
+            .filter(|l| {
+                let lp = Path::new(&l.path);
+                lp.starts_with(&abs) || abs.starts_with(lp)
+            })
+            .cloned()
+            .collect();
         // Find the entry at `p`, one name at a time, each within the subtree
         // of the previous one (contiguous, since parents come first).
         let mut parent: Option<usize> = None;
@@ -113,7 +165,10 @@ impl Listing {
                 .find(|(_, e)| e.parent == parent && e.node.name_os() == *n)
                 .map(|(k, _)| from + k);
             let Some(i) = found else {
-                return Listing::default();
+                return Listing {
+                    lost,
+                    ..Listing::default()
+                };
             };
             parent = Some(i);
             from = i + 1;
@@ -132,14 +187,16 @@ impl Listing {
                 e
             })
             .collect();
-        Listing { entries, base }
+        Listing { entries, base, lost }
     }
 }
 
 /// Walks a snapshot's trees from `root`, depth first, keeping what the
 /// filters select: an excluded entry is skipped with everything below it; with
 /// includes, an entry is kept if it or a directory above it matches, and a
-/// directory is kept if anything below it is.
+/// directory is kept if anything below it is. A tree that cannot be read is
+/// named in [`Listing::lost`] (whatever the includes: what it held is
+/// unknown) and the walk goes on.
 pub async fn collect(repo: &Repository, root: &Id, includes: &PathFilter, excludes: &PathFilter) -> Result<Listing> {
     /// A directory being listed: its remaining nodes.
     struct Frame {
@@ -152,10 +209,19 @@ pub async fn collect(repo: &Repository, root: &Id, includes: &PathFilter, exclud
     }
     let filtered = !includes.is_empty() || !excludes.is_empty();
     let mut out: Vec<Entry> = Vec::new();
-    // The absolute path of the current entry, kept only when filters need it.
+    let mut lost: Vec<LostDir> = Vec::new();
+    // The absolute path of the current entry (for the filters and to name
+    // lost directories).
     let mut path: Vec<u8> = Vec::new();
+    let top = match repo.read_tree(root).await {
+        Ok(t) => t.nodes,
+        Err(e) => {
+            lost.push(LostDir::new(b"/", *root, &e));
+            Vec::new()
+        }
+    };
     let mut stack = vec![Frame {
-        nodes: repo.read_tree(root).await?.nodes.into_iter(),
+        nodes: top.into_iter(),
         entry: None,
         included: includes.is_empty(),
         len: 0,
@@ -171,10 +237,10 @@ pub async fn collect(repo: &Repository, root: &Id, includes: &PathFilter, exclud
             continue;
         };
         let (parent, mut inc, len) = (top.entry, top.included, top.len);
+        path.truncate(len);
+        path.push(b'/');
+        path.extend_from_slice(&node.name.0);
         if filtered {
-            path.truncate(len);
-            path.push(b'/');
-            path.extend_from_slice(&node.name.0);
             if excludes.matches(&path) {
                 continue;
             }
@@ -184,9 +250,19 @@ pub async fn collect(repo: &Repository, root: &Id, includes: &PathFilter, exclud
             let pos = out.len();
             let sub = node.subtree;
             out.push(Entry { parent, node });
-            match sub {
-                Some(sub) => stack.push(Frame {
-                    nodes: repo.read_tree(&sub).await?.nodes.into_iter(),
+            let tree = match sub {
+                Some(sub) => match repo.read_tree(&sub).await {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        lost.push(LostDir::new(&path, sub, &e));
+                        None
+                    }
+                },
+                None => None,
+            };
+            match tree {
+                Some(t) => stack.push(Frame {
+                    nodes: t.nodes.into_iter(),
                     entry: Some(pos),
                     included: inc,
                     len: path.len(),
@@ -203,12 +279,13 @@ pub async fn collect(repo: &Repository, root: &Id, includes: &PathFilter, exclud
     Ok(Listing {
         entries: out,
         base: PathBuf::new(),
+        lost,
     })
 }
 
 /// Finds the node at an absolute path in a snapshot.
 pub async fn find_node(repo: &Repository, snap: &Snapshot, path: &Path) -> Result<Node> {
-    let mut tree = repo.read_tree(&snap.tree).await?;
+    let mut tree = read_dir_tree(repo, &snap.tree, Path::new("/")).await?;
     let comps: Vec<&OsStr> = path
         .components()
         .filter_map(|c| match c {
@@ -231,9 +308,20 @@ pub async fn find_node(repo: &Repository, snap: &Snapshot, path: &Path) -> Resul
             .subtree
             .filter(|_| node.kind == NodeType::Dir)
             .ok_or_else(|| Error::PathNotFound(path.display().to_string()))?;
-        tree = repo.read_tree(&sub).await?;
+        let dir: PathBuf = std::iter::once(OsStr::new("/"))
+            .chain(comps[..=i].iter().copied())
+            .collect();
+        tree = read_dir_tree(repo, &sub, &dir).await?;
     }
     Err(Error::PathNotFound(path.display().to_string()))
+}
+
+/// Reads the tree of directory `dir`; failing, names the directory.
+async fn read_dir_tree(repo: &Repository, id: &Id, dir: &Path) -> Result<crate::repo::tree::Tree> {
+    repo.read_tree(id).await.map_err(|e| Error::Context {
+        context: format!("lost: {} (tree {} unreadable)", dir.display(), id.short()),
+        source: Box::new(e),
+    })
 }
 
 #[cfg(test)]
@@ -280,6 +368,7 @@ mod tests {
                 e(Some(4), "x", NodeType::File),
             ],
             base: PathBuf::new(),
+            lost: Vec::new(),
         }
     }
 

@@ -15,6 +15,7 @@ use crate::repo::lease::Lease;
 use crate::repo::snapshot::{Snapshot, SnapshotFilter};
 use crate::repo::Repository;
 use crate::Result;
+pub use listing::LostDir;
 pub use restorer::{RestoreError, RestoreOptions, RestoreSummary};
 
 /// What a restore did: the `summary` object of `restore --json`.
@@ -26,8 +27,15 @@ pub struct RestoreReport {
     pub dirs_restored: u64,
     pub other_restored: u64,
     pub bytes_restored: u64,
-    /// Files not restored correctly; the restore is a failure if any.
+    /// Paths not restored correctly, with their causes; the restore is
+    /// partial if any.
     pub errors: Vec<RestoreError>,
+    /// Paths whose content could not be read from the repository:
+    /// directories with an unreadable tree (restored empty) and files with
+    /// unreadable data (restored with what could be read).
+    pub lost: Vec<String>,
+    /// The lost directories: path, tree and cause.
+    pub lost_dirs: Vec<LostDir>,
     pub duration_seconds: f64,
 }
 
@@ -60,6 +68,8 @@ pub async fn restore(
         other_restored: s.other,
         bytes_restored: s.bytes,
         errors: s.errors,
+        lost: s.lost,
+        lost_dirs: s.lost_dirs,
         duration_seconds: progress.start.elapsed().as_secs_f64(),
     })
 }
@@ -81,7 +91,7 @@ pub fn failure_line(errors: &[RestoreError]) -> String {
     let shown: Vec<&str> = paths.iter().take(3).copied().collect();
     let more = paths.len().saturating_sub(shown.len());
     let mut line = format!(
-        "{} file(s) not restored correctly: {cause}; affected: {}{}",
+        "{} path(s) not restored correctly: {cause}; affected: {}{}",
         errors.len(),
         shown.join(", "),
         if more > 0 {

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use crate::backend::FileKind;
 use crate::error::ResultExt;
 use crate::id::Id;
-use crate::ops::restore::listing::{collect, Listing};
+use crate::ops::restore::listing::{collect, Listing, LostDir};
 use crate::progress::Progress;
 use crate::repo::blob;
 use crate::repo::index::IndexEntry;
@@ -65,6 +65,13 @@ pub struct RestoreSummary {
     pub other: u64,
     pub bytes: u64,
     pub errors: Vec<RestoreError>,
+    /// Paths whose content could not be read from the repository (each also
+    /// in `errors`, with its cause): directories whose tree is unreadable
+    /// (restored empty) and files with unreadable data (restored with what
+    /// could be read, the rest left as holes).
+    pub lost: Vec<String>,
+    /// The lost directories, with their trees and causes.
+    pub lost_dirs: Vec<LostDir>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -168,11 +175,32 @@ pub async fn restore(
     };
 
     let mut summary = RestoreSummary::default();
+    // Directories whose trees are unreadable are named, the rest restores.
+    let lost = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut tree_damage = Vec::new();
+    for l in &listing.lost {
+        report(
+            &errors,
+            Path::new(&l.path),
+            &format_args!("tree {} unreadable: {}", l.tree.short(), l.error),
+        );
+        lost.lock().push(l.path.clone());
+        if let (true, Some(pack)) = (l.damaged, repo.pack_of(&l.tree)) {
+            tree_damage.push(crate::repo::damage::DamagedBlob {
+                id: l.tree,
+                pack,
+                reason: l.error.clone(),
+            });
+        }
+    }
     // 1. Structure: directories, symlinks, special files, empty regular files.
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let mut deferred_links: Vec<(PathBuf, PathBuf, PathBuf)> = Vec::new();
     let mut jobs: HashMap<Id, BlobJob> = HashMap::new();
+    // Entries not restored correctly (no metadata is applied to them)...
     let mut failed_files = vec![false; items.len()];
+    // ...and, of those, files that could not be created (their data is not read).
+    let mut not_created = vec![false; items.len()];
     // Regular files are created after the loop, on all cores: creating tens of
     // thousands of inodes is kernel work that otherwise serialises the restore.
     let mut creates: Vec<(usize, PathBuf, u64)> = Vec::new();
@@ -186,6 +214,7 @@ pub async fn restore(
             _ => cursor.chain.path().join(n.name_os()),
         };
         let chain = &cursor.chain;
+        let mut missing: Option<Error> = None;
         let res: std::io::Result<()> = (|| {
             match n.kind {
                 NodeType::Dir => {
@@ -221,7 +250,16 @@ pub async fn restore(
                     let mut off = 0u64;
                     for e in n.content.iter().flatten() {
                         if let Extent::Data { id, .. } = e {
-                            let entry = *repo.lookup(id).map_err(|e| std::io::Error::other(e.to_string()))?;
+                            // A blob missing from the index leaves a hole:
+                            // the rest of the file still restores.
+                            let entry = match repo.lookup(id) {
+                                Ok(entry) => *entry,
+                                Err(err) => {
+                                    missing.get_or_insert(err);
+                                    off += e.len();
+                                    continue;
+                                }
+                            };
                             jobs.entry(*id)
                                 .or_insert_with(|| BlobJob {
                                     entry,
@@ -244,21 +282,30 @@ pub async fn restore(
         })();
         if let Err(e) = res {
             failed_files[i] = true;
+            not_created[i] = true;
             report(&errors, &listing.shown(i), &e);
+        } else if let Some(e) = missing {
+            failed_files[i] = true;
+            let shown = listing.shown(i);
+            report(&errors, &shown, &e);
+            lost.lock().push(shown.display().to_string());
         }
         paths.push(path);
     }
     let created = create_files(&creates);
     for ((i, _, _), res) in creates.iter().zip(created) {
         if let Err(e) = res {
+            if !failed_files[*i] {
+                report(&errors, &listing.shown(*i), &e);
+            }
             failed_files[*i] = true;
-            report(&errors, &listing.shown(*i), &e);
+            not_created[*i] = true;
         }
     }
     drop(creates);
     // Blobs only needed by files that could not be created are not read.
     jobs.retain(|_, j| {
-        j.targets.retain(|t| !failed_files[t.file]);
+        j.targets.retain(|t| !not_created[t.file]);
         !j.targets.is_empty()
     });
     let total: u64 = jobs
@@ -279,7 +326,7 @@ pub async fn restore(
     let queue = Arc::new(Mutex::new(packs));
     let failed = Arc::new(Mutex::new(failed_files));
     // Damaged blob copies met on the way, recorded once all workers are done.
-    let found_damage = Arc::new(Mutex::new(Vec::<crate::repo::damage::DamagedBlob>::new()));
+    let found_damage = Arc::new(Mutex::new(tree_damage));
     // Two per core keeps both busy while the others wait for reads; remote
     // stores want more requests in flight (each worker holds at most one
     // MAX_READ range and its decoded blob, so memory stays bounded).
@@ -293,6 +340,7 @@ pub async fn restore(
         let failed = failed.clone();
         let progress = progress.clone();
         let found_damage = found_damage.clone();
+        let lost = lost.clone();
         handles.push(tokio::task::spawn_blocking(move || {
             let mut dec = blob::Decoder::new();
             loop {
@@ -308,6 +356,10 @@ pub async fn restore(
                         if !f[t.file] {
                             f[t.file] = true;
                             report(&errors, &t.shown, e);
+                            // Not a local write failure: content lost from the repository.
+                            if !matches!(e.root(), Error::Io { .. }) {
+                                lost.lock().push(t.shown.display().to_string());
+                            }
                         }
                     }
                 };
@@ -387,6 +439,9 @@ pub async fn restore(
         }
     }
     summary.errors = std::mem::take(&mut *errors.lock());
+    summary.lost = std::mem::take(&mut *lost.lock());
+    summary.lost.sort();
+    summary.lost_dirs = listing.lost.clone();
     Ok(summary)
 }
 
@@ -443,17 +498,18 @@ fn restore_pack(
 ) -> Result<()> {
     let pack_id = repo.index().pack_id(pack);
     let name = pack_id.to_hex();
-    // A pack of the wrong size is damaged even if the blobs we need look intact.
+    // A pack of the wrong size is damaged, but each blob is proven against
+    // its id before use, so those that still verify restore (the others
+    // fail one by one).
     let expected = repo.index().pack_size(pack);
     let info = rt.block_on(repo.backend().stat(FileKind::Pack, &name))?;
-    if info.size != expected {
-        return Err(Error::format(
-            format!("pack {}", pack_id.short()),
-            format!(
-                "{} bytes but the index expects {expected} (truncated or damaged)",
-                info.size
-            ),
-        ));
+    let whole = info.size == expected;
+    if !whole {
+        tracing::warn!(
+            "pack {} is {} bytes but the index expects {expected} (truncated or damaged); restoring the blobs that verify",
+            pack_id.short(),
+            info.size
+        );
     }
     let mut i = 0;
     let mut files: HashMap<PathBuf, File> = HashMap::new();
@@ -467,6 +523,23 @@ fn restore_pack(
         {
             end = end.max(blobs[j].entry.offset as u64 + blobs[j].entry.sealed_len as u64);
             j += 1;
+        }
+        if !whole && end > info.size {
+            // A range past the end of a short pack: blob by blob, so the
+            // blobs still inside it restore.
+            if j > i + 1 {
+                j = i + 1;
+                end = start + blobs[i].entry.sealed_len as u64;
+            }
+            if end > info.size {
+                let e = Error::format(
+                    format!("pack {}", pack_id.short()),
+                    format!("blob past the end of the {}-byte pack (truncated)", info.size),
+                );
+                damaged.push((i, e));
+                i = j;
+                continue;
+            }
         }
         let data = rt
             .block_on(repo.backend().read_range(FileKind::Pack, &name, start, end - start))
