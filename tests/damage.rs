@@ -161,21 +161,6 @@ fn sparse_file(p: &Path, size: u64) {
     f.set_len(size).expect("set_len");
 }
 
-/// Peak RSS of a finished child, in KiB, from `/usr/bin/time -f %M`.
-fn peak_rss_kib(lb: &Lb, args: &[&str]) -> (std::process::Output, u64) {
-    let mut c = std::process::Command::new("/usr/bin/time");
-    c.args(["-f", "peak-rss-kib=%M"]).arg(lifeboat()).args(args);
-    lb.apply_env(&mut c);
-    let out = run_cmd(c);
-    let err = stderr_str(&out);
-    let kib = err
-        .lines()
-        .find_map(|l| l.strip_prefix("peak-rss-kib="))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no peak RSS in {err}"));
-    (out, kib)
-}
-
 /// Finding 7: huge (sparse) files in `locks/`, `index/`, `snapshots/` and
 /// `keys/` are refused before they are read: every command stays under a
 /// fixed memory bound, and `unlock` removes the oversized lock file.

@@ -10,7 +10,7 @@ use lifeboat::backend;
 use lifeboat::repo::client_state;
 use lifeboat::repo::rollback::OnRollback;
 use lifeboat::repo::snapshot::SnapshotFilter;
-use lifeboat::repo::Repository;
+use lifeboat::repo::{has_config_copy, Repository};
 use lifeboat::util::human_bytes;
 
 use super::password::{self, Sources};
@@ -79,7 +79,8 @@ pub(super) async fn open_with(g: &Global, on_rollback: OnRollback) -> Result<Rep
     if let Some(t) = past {
         backend = Arc::new(backend::asof::AsOfBackend::new(backend, t).await?);
     }
-    if !backend.exists().await.map_err(lifeboat::Error::from)? {
+    // A lost config with a copy left is damage, not a missing repository.
+    if !backend.exists().await.map_err(lifeboat::Error::from)? && !has_config_copy(backend.as_ref()).await {
         return Err(lifeboat::Error::RepoNotFound(url).into());
     }
     let pw = get_password(g, false)?;

@@ -16,7 +16,7 @@ pub async fn dump(
     path: &Path,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<u64> {
-    repo.load_index().await?;
+    repo.load_index_readable().await?;
     let (_, snap) = Snapshot::find(repo, selector, filter).await?;
     let node = listing::find_node(repo, &snap, path).await?;
     restorer::dump(repo, &node, out).await

@@ -24,5 +24,6 @@ pub mod snapshot;
 pub mod tree;
 
 pub use repository::{
-    decode_config, decode_index_file, IndexFiles, InitOptions, ReplacedIndex, Repository, INDEX_READ_PARALLELISM,
+    decode_config, decode_index_file, has_config_copy, IndexFiles, InitOptions, ReplacedIndex, Repository,
+    INDEX_READ_PARALLELISM,
 };

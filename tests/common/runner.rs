@@ -226,6 +226,21 @@ fn default_state_dir(repo: &Path) -> PathBuf {
     }
 }
 
+/// Peak RSS of a finished child, in KiB, from `/usr/bin/time -f %M`.
+pub fn peak_rss_kib(lb: &Lb, args: &[&str]) -> (std::process::Output, u64) {
+    let mut c = std::process::Command::new("/usr/bin/time");
+    c.args(["-f", "peak-rss-kib=%M"]).arg(lifeboat()).args(args);
+    lb.apply_env(&mut c);
+    let out = run_cmd(c);
+    let err = stderr_str(&out);
+    let kib = err
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {err}"));
+    (out, kib)
+}
+
 /// Argument list for `backup --json EXTRA... PATHS...`.
 pub fn backup_args(paths: &[&Path], extra: &[&str]) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["backup".into(), "--json".into()];

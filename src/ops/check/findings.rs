@@ -46,6 +46,9 @@ pub enum FindingKind {
     SnapshotFile,
     /// A snapshot path that uses a missing or damaged blob (error).
     Affected,
+    /// A lock file that is damaged or too large to be a lock: it holds no
+    /// lease, `lifeboat unlock` removes it (warning).
+    LockFile,
     /// The local verification state could not be read or saved (warning).
     State,
     /// The repository is older than its journal or this client's record

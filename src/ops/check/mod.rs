@@ -273,6 +273,7 @@ async fn check(
     // 0. Key files; leftovers of killed writers.
     structure::check_keys(repo, &mut report).await?;
     structure::check_config(repo, &mut report).await?;
+    structure::check_lock_files(repo, &mut report).await?;
     if !opts.past_view {
         let temps = repo
             .backend()
