@@ -45,13 +45,7 @@ fn a_damaged_key_file_is_named_as_damage_not_a_wrong_password() {
     let keys = files_in(&lb.repo.join("keys"));
     assert_eq!(keys.len(), 2);
     // Damage the second key: find it by opening with its password after the flip.
-    let listed = parse_json(&lb.run(["key", "list", "--json"]).stdout);
-    let current = listed
-        .as_array()
-        .and_then(|a| a.iter().find(|k| k["current"] == true))
-        .and_then(|k| k["id"].as_str())
-        .expect("current key")
-        .to_string();
+    let current = lb.current_key();
     let second = keys
         .iter()
         .find(|k| k.file_name().is_some_and(|n| n.to_string_lossy() != current))

@@ -143,13 +143,7 @@ fn fixture() -> Fixture {
     lb.init_fast();
     let locks = add_key_and_locks(&lb.repo);
     let keys = names(&lb.repo.join("keys"));
-    let listed = parse_json(&lb.run_ok(["key", "list", "--json"]).stdout);
-    let current = listed
-        .as_array()
-        .and_then(|a| a.iter().find(|k| k["current"] == true))
-        .and_then(|k| k["id"].as_str())
-        .expect("current key")
-        .to_string();
+    let current = lb.current_key();
     let second = keys.iter().find(|k| **k != current).expect("second key").clone();
 
     let (idx0, packs0) = (names(&lb.repo.join("index")), packs_by_size(&lb.repo));

@@ -171,6 +171,17 @@ impl Lb {
         backup_summary(&out)
     }
 
+    /// The id of the key file this password opens (`key list --json`).
+    pub fn current_key(&self) -> String {
+        let listed = parse_json(&self.run_ok(["key", "list", "--json"]).stdout);
+        listed
+            .as_array()
+            .and_then(|a| a.iter().find(|k| k["current"] == true))
+            .and_then(|k| k["id"].as_str())
+            .expect("no current key in key list --json")
+            .to_string()
+    }
+
     /// `snapshots --json`, parsed.
     pub fn snapshots(&self) -> Vec<Value> {
         let out = self.run_ok(["snapshots", "--json"]);
