@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
+use common::s3::{s3_endpoint, unique_bucket, S3Admin, S3Repo};
 use common::*;
 use damage::{applies, apply, Class, Kind, Region, Target, CLASSES, KINDS};
 use model::{compare_restore, expect_restore, pack_path, Model, PW, PW2};
@@ -41,8 +42,12 @@ use model::{compare_restore, expect_restore, pack_path, Model, PW, PW2};
 /// run's ~60 MiB on this small repository.
 const RSS_BOUND_KIB: u64 = 200 * 1024;
 
-/// Cases run side by side.
+/// Cases run side by side (S3 cases wait mostly on the server).
 const WORKERS: usize = 3;
+const S3_WORKERS: usize = 6;
+
+/// The damage classes of the S3 variant.
+const S3_CLASSES: [Class; 4] = [Class::Flip, Class::Delete, Class::Swap, Class::Replace];
 
 struct Fixture {
     t: TestDir,
@@ -291,8 +296,27 @@ struct Row {
     failures: Vec<String>,
 }
 
+/// Where a case's repository lives.
+enum Place {
+    Local(Lb),
+    S3 {
+        repo: S3Repo,
+        admin: S3Admin,
+        prefix: String,
+    },
+}
+
+impl Place {
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        match self {
+            Place::Local(lb) => lb.cmd(args),
+            Place::S3 { repo, .. } => repo.cmd(args),
+        }
+    }
+}
+
 struct Case {
-    lb: Lb,
+    place: Place,
     dir: PathBuf,
     row: Row,
 }
@@ -304,37 +328,107 @@ impl Case {
 
     /// Runs a command, under /usr/bin/time for the hostile-size class.
     fn run(&mut self, args: &[&str], measure: bool) -> Output {
-        let out = if measure {
-            let (out, kib) = peak_rss_kib(&self.lb, args);
-            self.row
-                .rss
-                .push_str(&format!("{} {} MiB; ", args.join(" "), kib / 1024));
-            if kib >= RSS_BOUND_KIB {
-                self.fail(format!("{args:?} peaked at {kib} KiB (bound {RSS_BOUND_KIB})"));
+        let out = match (&self.place, measure) {
+            (Place::Local(lb), true) => {
+                let (out, kib) = peak_rss_kib(lb, args);
+                self.row
+                    .rss
+                    .push_str(&format!("{} {} MiB; ", args.join(" "), kib / 1024));
+                if kib >= RSS_BOUND_KIB {
+                    self.fail(format!("{args:?} peaked at {kib} KiB (bound {RSS_BOUND_KIB})"));
+                }
+                out
             }
-            out
-        } else {
-            self.lb.run(args)
+            (p, _) => run_cmd(p.command(args)),
         };
         if crashed(&out) {
             self.fail(format!("{args:?} crashed: {}", describe(&out)));
         }
         out
     }
+
+    /// The repository's files as they are now, for the oracle (from S3: a
+    /// fresh download).
+    fn files(&self) -> PathBuf {
+        match &self.place {
+            Place::Local(lb) => lb.repo.clone(),
+            Place::S3 { repo, admin, prefix } => {
+                let m = self.dir.join("mirror");
+                let _ = fs::remove_dir_all(&m);
+                for (key, _) in admin.list_objects(&repo.bucket, &format!("{prefix}/")) {
+                    let rel = key.strip_prefix(&format!("{prefix}/")).expect("below the prefix");
+                    let local = match rel.strip_prefix("data/") {
+                        Some(name) => m.join("data").join(&name[..2]).join(name),
+                        None => m.join(rel),
+                    };
+                    fs::create_dir_all(local.parent().expect("parent")).expect("mkdir");
+                    fs::write(&local, admin.get(&repo.bucket, &key)).expect("write");
+                }
+                m
+            }
+        }
+    }
 }
 
-fn run_case(fx: &Fixture, kind: Kind, class: Class, seed: u64) -> Row {
-    let dir = fx.t.join(format!("case-{kind:?}-{class:?}"));
+/// Uploads a local repository's files to `bucket` below `prefix`, in the
+/// S3 layout (packs not fanned out).
+fn upload(admin: &S3Admin, bucket: &str, prefix: &str, repo: &Path) {
+    walk(repo, &mut |rel, path, md| {
+        let name = path.file_name().expect("name").to_string_lossy();
+        if !md.is_file() || name.starts_with(".tmp") {
+            return;
+        }
+        let rel = rel.display().to_string();
+        let key = if rel.starts_with("data/") {
+            format!("{prefix}/data/{name}")
+        } else {
+            format!("{prefix}/{rel}")
+        };
+        admin
+            .put(bucket, &key, fs::read(path).expect("read"))
+            .unwrap_or_else(|e| panic!("upload {key}: {e:?}"));
+    });
+}
+
+/// The S3 server and bucket of the S3 variant.
+#[derive(Clone)]
+struct S3Target {
+    endpoint: String,
+    bucket: String,
+}
+
+fn run_case(fx: &Fixture, kind: Kind, class: Class, seed: u64, s3: Option<&S3Target>) -> Row {
+    let dir = fx.t.join(format!(
+        "case-{}{kind:?}-{class:?}",
+        if s3.is_some() { "s3-" } else { "" }
+    ));
     fs::create_dir(&dir).expect("mkdir");
     let repo = dir.join("repo");
     copy_tree(&fx.pristine.repo, &repo);
-    let lb = Lb::new(&repo, PW);
-    // The client saw the pristine state (it made the backups).
-    copy_tree(&fx.pristine.state_dir, &lb.state_dir);
     let target = fx.target(kind, &repo);
     let what = apply(kind, class, &target, seed);
+    let place = match s3 {
+        None => Place::Local(Lb::new(&repo, PW)),
+        Some(s) => {
+            let admin = S3Admin::new(&s.endpoint);
+            let prefix = format!("{kind:?}-{class:?}");
+            upload(&admin, &s.bucket, &prefix, &repo);
+            Place::S3 {
+                repo: S3Repo::new(&s.bucket, &prefix, PW),
+                admin,
+                prefix,
+            }
+        }
+    };
+    // The client saw the pristine state (it made the backups).
+    let state = match &place {
+        Place::Local(lb) => lb.state_dir.clone(),
+        Place::S3 { repo, .. } => repo.lb.state_dir.clone(),
+    };
+    fs::create_dir_all(state.parent().expect("parent")).expect("mkdir");
+    copy_tree(&fx.pristine.state_dir, &state);
     let mut c = Case {
-        lb,
+        place,
         dir,
         row: Row {
             kind: Some(kind),
@@ -389,6 +483,7 @@ fn run_case(fx: &Fixture, kind: Kind, class: Class, seed: u64) -> Row {
     let accept: &[&str] = if rollback { &["--accept-rollback"] } else { &[] };
 
     // 2. Salvage: restore every snapshot.
+    let repo = c.files();
     // Nothing can be read if no key or config opens.
     let reachable = if opens || rollback {
         fx.model.indexed_intact(&repo)
@@ -478,20 +573,17 @@ fn run_case(fx: &Fixture, kind: Kind, class: Class, seed: u64) -> Row {
         if !out.status.success() {
             c.fail(format!("{step:?} failed: {}", describe(&out)));
         }
-        let kept: HashSet<_> = fx
-            .model
-            .stored_intact(&repo)
-            .union(&fx.model.indexed_intact(&repo))
-            .copied()
-            .collect();
+        let now = c.files();
+        let indexed = fx.model.indexed_intact(&now);
+        let kept: HashSet<_> = fx.model.stored_intact(&now).union(&indexed).copied().collect();
         let gone: Vec<_> = intact.difference(&kept).map(|i| i.short()).collect();
         if !gone.is_empty() {
             c.fail(format!("{step:?} lost intact blobs {gone:?}"));
         }
-        counts.push(fx.model.indexed_intact(&repo).len().to_string());
+        counts.push(indexed.len().to_string());
     }
     let unreached: Vec<_> = intact
-        .difference(&fx.model.indexed_intact(&repo))
+        .difference(&fx.model.indexed_intact(&c.files()))
         .map(|i| i.short())
         .collect();
     if !unreached.is_empty() {
@@ -550,12 +642,10 @@ fn table(rows: &[Row]) -> String {
     s
 }
 
-#[test]
-fn corruption_matrix() {
-    if !Path::new("/usr/bin/time").exists() {
-        eprintln!("note: /usr/bin/time missing (Debian package time); skipping");
-        return;
-    }
+/// Runs the cases (`LIFEBOAT_MATRIX_FILTER` picks some by `Kind-Class`
+/// name), prints the table, writes it to `target/<file>` and fails on any
+/// case that went wrong.
+fn run_matrix(title: &str, file: &str, s3: Option<S3Target>, workers: usize) {
     let started = std::time::Instant::now();
     let fx = fixture();
     let filter = std::env::var("LIFEBOAT_MATRIX_FILTER").unwrap_or_default();
@@ -563,17 +653,22 @@ fn corruption_matrix() {
         .iter()
         .flat_map(|k| CLASSES.iter().map(move |c| (*k, *c)))
         .filter(|(k, c)| applies(*k, *c))
+        // On S3, the classes that are object-store operations (a sparse
+        // object of several GiB cannot be made there cheaply; truncation,
+        // zero length and garbage read as the bit flip does): the local
+        // matrix covers the rest.
+        .filter(|(_, c)| s3.is_none() || S3_CLASSES.contains(c))
         .filter(|(k, c)| filter.is_empty() || format!("{k:?}-{c:?}").contains(&filter))
         .collect();
-    let queue = Mutex::new(cases.clone().into_iter().enumerate().collect::<Vec<_>>());
+    let queue = Mutex::new(cases.into_iter().enumerate().collect::<Vec<_>>());
     let rows = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..WORKERS {
-            s.spawn(|| loop {
+    std::thread::scope(|sc| {
+        for _ in 0..workers {
+            sc.spawn(|| loop {
                 let Some((i, (k, c))) = queue.lock().expect("queue").pop() else {
                     break;
                 };
-                let row = run_case(&fx, k, c, 1000 + i as u64);
+                let row = run_case(&fx, k, c, 1000 + i as u64, s3.as_ref());
                 rows.lock().expect("rows").push(row);
             });
         }
@@ -581,7 +676,7 @@ fn corruption_matrix() {
     let mut rows = rows.into_inner().expect("rows");
     rows.sort_by_key(|r| (r.kind, r.class));
     let md = format!(
-        "# Corruption matrix\n\n{} cases, {:.0} s. Repository: 2 snapshots of 7 files in 4 directories, 2 keys, \
+        "# {title}\n\n{} cases, {:.0} s. Repository: 2 snapshots of 7 files in 4 directories, 2 keys, \
          2 stale locks; the client saw it before the damage. Peak RSS bound for hostile sizes: {} MiB.\n\n{}",
         rows.len(),
         started.elapsed().as_secs_f64(),
@@ -589,9 +684,7 @@ fn corruption_matrix() {
         table(&rows)
     );
     println!("{md}");
-    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("corruption-matrix.md");
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join(file);
     if let Err(e) = fs::write(&out, &md) {
         eprintln!("note: cannot write {}: {e}", out.display());
     }
@@ -612,5 +705,29 @@ fn corruption_matrix() {
         "{} failure(s):\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+#[test]
+fn corruption_matrix() {
+    if !Path::new("/usr/bin/time").exists() {
+        eprintln!("note: /usr/bin/time missing (Debian package time); skipping");
+        return;
+    }
+    run_matrix("Corruption matrix (local)", "corruption-matrix.md", None, WORKERS);
+}
+
+/// The same cases on S3 (radosgw): the damaged copy is what the bucket
+/// holds; the oracle reads it back.
+#[test]
+fn corruption_matrix_s3() {
+    let Some(endpoint) = s3_endpoint() else { return };
+    let bucket = unique_bucket("matrix");
+    S3Admin::new(&endpoint).create_bucket(&bucket, false);
+    run_matrix(
+        "Corruption matrix (S3)",
+        "corruption-matrix-s3.md",
+        Some(S3Target { endpoint, bucket }),
+        S3_WORKERS,
     );
 }
