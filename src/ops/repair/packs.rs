@@ -130,7 +130,8 @@ pub async fn rebuild(repo: Arc<Repository>, lease: &Lease, depth: Depth) -> Resu
         match verdict {
             Ok(entries) => kept.push(PackIndex { id, entries }),
             Err(reason) => {
-                tracing::warn!("pack {} is damaged ({reason}): salvaging what verifies", id.short());
+                // Info: the report names every damaged pack.
+                tracing::info!("pack {} is damaged ({reason}): salvaging what verifies", id.short());
                 suspects.push(Suspect {
                     id,
                     size: f.size,
@@ -318,23 +319,28 @@ async fn salvage_one(
     let mut verified: HashSet<Id> = HashSet::new();
     let mut failed: HashMap<Id, String> = HashMap::new();
     let mut rewritten = 0;
-    for e in &candidates {
-        if verified.contains(&e.id) {
-            continue;
-        }
-        match pack::blob_at(repo.key(), repo.cipher(), dec, &data, e) {
-            Ok(plain) => {
-                verified.insert(e.id);
-                failed.remove(&e.id);
-                if !intact.contains(&e.id) && saver.save(e.kind, e.id, Bytes::copy_from_slice(plain))? {
-                    rewritten += 1;
+    // Decoding is CPU work, and a full write pipeline blocks `save` until
+    // uploads (tasks of this runtime) make room: off the async workers.
+    tokio::task::block_in_place(|| {
+        for e in &candidates {
+            if verified.contains(&e.id) {
+                continue;
+            }
+            match pack::blob_at(repo.key(), repo.cipher(), dec, &data, e) {
+                Ok(plain) => {
+                    verified.insert(e.id);
+                    failed.remove(&e.id);
+                    if !intact.contains(&e.id) && saver.save(e.kind, e.id, Bytes::copy_from_slice(plain))? {
+                        rewritten += 1;
+                    }
+                }
+                Err(err) => {
+                    failed.entry(e.id).or_insert_with(|| err.to_string());
                 }
             }
-            Err(err) => {
-                failed.entry(e.id).or_insert_with(|| err.to_string());
-            }
         }
-    }
+        Ok::<_, Error>(())
+    })?;
     let mut lost: Vec<Id> = failed.keys().filter(|id| !intact.contains(id)).copied().collect();
     lost.sort();
     let damaged: Vec<DamagedBlob> = failed

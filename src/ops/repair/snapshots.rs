@@ -141,7 +141,8 @@ impl Salvage<'_> {
     fn save(&self, t: &Tree) -> Result<Id> {
         let bytes = t.encode();
         let id = self.repo.key().blob_id(&bytes);
-        self.saver.save(BlobKind::Tree, id, bytes.into())?;
+        // A full pipeline blocks until uploads (tasks of this runtime) make room.
+        tokio::task::block_in_place(|| self.saver.save(BlobKind::Tree, id, bytes.into()))?;
         Ok(id)
     }
 }
