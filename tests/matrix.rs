@@ -299,18 +299,20 @@ struct Row {
 /// Where a case's repository lives.
 enum Place {
     Local(Lb),
-    S3 {
-        repo: S3Repo,
-        admin: S3Admin,
-        prefix: String,
-    },
+    S3(Box<OnS3>),
+}
+
+struct OnS3 {
+    repo: S3Repo,
+    admin: S3Admin,
+    prefix: String,
 }
 
 impl Place {
     fn command(&self, args: &[&str]) -> std::process::Command {
         match self {
             Place::Local(lb) => lb.cmd(args),
-            Place::S3 { repo, .. } => repo.cmd(args),
+            Place::S3(o) => o.repo.cmd(args),
         }
     }
 }
@@ -352,7 +354,8 @@ impl Case {
     fn files(&self) -> PathBuf {
         match &self.place {
             Place::Local(lb) => lb.repo.clone(),
-            Place::S3 { repo, admin, prefix } => {
+            Place::S3(o) => {
+                let OnS3 { repo, admin, prefix } = o.as_ref();
                 let m = self.dir.join("mirror");
                 let _ = fs::remove_dir_all(&m);
                 for (key, _) in admin.list_objects(&repo.bucket, &format!("{prefix}/")) {
@@ -413,17 +416,17 @@ fn run_case(fx: &Fixture, kind: Kind, class: Class, seed: u64, s3: Option<&S3Tar
             let admin = S3Admin::new(&s.endpoint);
             let prefix = format!("{kind:?}-{class:?}");
             upload(&admin, &s.bucket, &prefix, &repo);
-            Place::S3 {
+            Place::S3(Box::new(OnS3 {
                 repo: S3Repo::new(&s.bucket, &prefix, PW),
                 admin,
                 prefix,
-            }
+            }))
         }
     };
     // The client saw the pristine state (it made the backups).
     let state = match &place {
         Place::Local(lb) => lb.state_dir.clone(),
-        Place::S3 { repo, .. } => repo.lb.state_dir.clone(),
+        Place::S3(o) => o.repo.lb.state_dir.clone(),
     };
     fs::create_dir_all(state.parent().expect("parent")).expect("mkdir");
     copy_tree(&fx.pristine.state_dir, &state);
