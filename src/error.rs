@@ -72,6 +72,12 @@ pub enum Error {
     /// The operation refuses what was asked (the message says why and what to do).
     #[error("{0}")]
     Refused(String),
+    /// The repository is older than its journal or this client's record
+    /// says it should be (docs/threat-model.md).
+    #[error(
+        "the repository went back to an older state: {0}; if it was restored on purpose, rerun with --accept-rollback"
+    )]
+    Rollback(String),
     #[error("interrupted")]
     Interrupted,
     #[error(transparent)]

@@ -351,8 +351,16 @@ fn deleted_index_file_is_found_by_structure_check() {
             .all(|w| !json_str(w, "message").contains("interrupted backup")),
         "packs holding live data called leftovers: {r}"
     );
+    // The journal names the lost index file: other commands refuse it as a
+    // rollback until told otherwise.
+    assert!(
+        findings(&r, "errors", "rollback")
+            .iter()
+            .any(|f| f["file"].as_str().is_some_and(|p| p.starts_with("index/"))),
+        "{r}"
+    );
     // The packs are all there: rebuilding the index from them heals it.
-    lb.run_ok(["repair", "index"]);
+    lb.run_ok(["--accept-rollback", "repair", "index"]);
     let r = check_json(&lb, &f.cache(), &["--read-data"], 0);
     assert_eq!(kinds(&r, "warnings"), Vec::<String>::new(), "{r}");
     check_json(&f.lb, &f.cache(), &[], 0);

@@ -45,13 +45,7 @@ fn a_damaged_key_file_is_named_as_damage_not_a_wrong_password() {
     let keys = files_in(&lb.repo.join("keys"));
     assert_eq!(keys.len(), 2);
     // Damage the second key: find it by opening with its password after the flip.
-    let listed = parse_json(&lb.run(["key", "list", "--json"]).stdout);
-    let current = listed
-        .as_array()
-        .and_then(|a| a.iter().find(|k| k["current"] == true))
-        .and_then(|k| k["id"].as_str())
-        .expect("current key")
-        .to_string();
+    let current = lb.current_key();
     let second = keys
         .iter()
         .find(|k| k.file_name().is_some_and(|n| n.to_string_lossy() != current))
@@ -159,21 +153,6 @@ fn prune_removes_old_temporary_files_of_killed_writers() {
 fn sparse_file(p: &Path, size: u64) {
     let f = fs::File::create(p).expect("create");
     f.set_len(size).expect("set_len");
-}
-
-/// Peak RSS of a finished child, in KiB, from `/usr/bin/time -f %M`.
-fn peak_rss_kib(lb: &Lb, args: &[&str]) -> (std::process::Output, u64) {
-    let mut c = std::process::Command::new("/usr/bin/time");
-    c.args(["-f", "peak-rss-kib=%M"]).arg(lifeboat()).args(args);
-    lb.apply_env(&mut c);
-    let out = run_cmd(c);
-    let err = stderr_str(&out);
-    let kib = err
-        .lines()
-        .find_map(|l| l.strip_prefix("peak-rss-kib="))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no peak RSS in {err}"));
-    (out, kib)
 }
 
 /// Finding 7: huge (sparse) files in `locks/`, `index/`, `snapshots/` and

@@ -39,6 +39,8 @@ fn fixture(name: &str) -> Fixture {
     write_random_file(&src.join("b"), 2, 6 * MIB);
     let s2 = snapshot_id(&lb.backup(&[&src], &[]));
     fs::remove_file(lb.repo.join("snapshots").join(&s2)).expect("forget s2");
+    // A snapshot file removed by hand reads as a rollback: acknowledge it.
+    lb.run_ok(["--accept-rollback", "snapshots"]);
     fs::remove_file(src.join("b")).expect("rm");
     write_random_file(&src.join("c"), 3, 3 * MIB);
     let s3 = snapshot_id(&lb.backup(&[&src], &[]));
@@ -59,7 +61,11 @@ fn fresh_repo(f: &Fixture, name: &str) -> Lb {
     let repo = f.t.join(name);
     let _ = fs::remove_dir_all(&repo);
     copy_tree(&f.pristine, &repo);
-    Lb::new(repo, PW)
+    // A fresh copy in place of the last one: to the last one's client that
+    // is a rollback, so each copy gets a new client.
+    let lb = Lb::new(repo, PW);
+    let _ = fs::remove_dir_all(&lb.state_dir);
+    lb
 }
 
 fn with_faults(lb: &Lb, args: &[&str], faults: &str) -> Output {

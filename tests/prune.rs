@@ -58,8 +58,9 @@ fn prune_reclaims_forgotten_data_and_keeps_the_rest() {
     assert_eq!(data_bytes(&lb.repo), before, "dry run changed the repository");
 
     // Forget s2 by removing its snapshot file (forget's policy engine is tested elsewhere).
+    // Removed by hand, it reads as a rollback: prune is told it is not one.
     fs::remove_file(lb.repo.join("snapshots").join(&s2)).expect("forget s2");
-    let out = parse_json(&lb.run_ok(["prune", "--json"]).stdout);
+    let out = parse_json(&lb.run_ok(["--accept-rollback", "prune", "--json"]).stdout);
     assert!(!orphan.exists(), "orphan pack survived prune");
     let after = data_bytes(&lb.repo);
     // c was 40 MiB of random data used only by s2.

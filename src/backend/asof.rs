@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use super::{BResult, Backend, BackendError, FileInfo, FileKind, ObjectVersion};
 
-const KINDS: [FileKind; 7] = [
+const KINDS: [FileKind; 8] = [
     FileKind::Config,
     FileKind::ConfigCopy,
     FileKind::Key,
@@ -25,6 +25,7 @@ const KINDS: [FileKind; 7] = [
     FileKind::Index,
     FileKind::Snapshot,
     FileKind::Damage,
+    FileKind::Journal,
 ];
 
 #[derive(Debug)]

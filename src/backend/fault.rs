@@ -4,7 +4,7 @@
 //! comma-separated list of rules `ACTION:OP:KIND:N` — the N-th call (1-based)
 //! of operation OP (`create`, `read`, `read_range`, `list`, `stat`, `remove`,
 //! or `*`) on files of KIND (`pack`, `index`, `snapshot`, `key`, `config`,
-//! `lock`, or `*`) gets ACTION:
+//! `lock`, `journal`, or `*`) gets ACTION:
 //! - `abort-before` / `abort-after`: the process aborts (like `kill -9`)
 //!   right before the call reaches storage, or right after it completed;
 //! - `fail`: the call returns an I/O error;
@@ -113,6 +113,7 @@ fn parse_rule(s: &str) -> Result<Rule, FaultRuleError> {
         "key" => Some(FileKind::Key),
         "config" => Some(FileKind::Config),
         "lock" => Some(FileKind::Lock),
+        "journal" => Some(FileKind::Journal),
         k => return Err(FaultRuleError::Kind(k.to_string())),
     };
     let nth = nth.parse().map_err(|_| FaultRuleError::Count(s.to_string()))?;

@@ -246,6 +246,7 @@ impl LocalBackend {
             FileKind::Lock,
             FileKind::Damage,
             FileKind::ConfigCopy,
+            FileKind::Journal,
         ] {
             dirs.push(self.root.join(k.dir()));
         }

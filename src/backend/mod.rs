@@ -38,6 +38,8 @@ pub enum FileKind {
     Damage,
     /// Copies of the config, named by the BLAKE3 of their bytes (§3).
     ConfigCopy,
+    /// The journal: one entry per commit, for rollback detection (§13).
+    Journal,
 }
 
 impl FileKind {
@@ -51,6 +53,7 @@ impl FileKind {
             FileKind::Lock => "locks",
             FileKind::Damage => "damage",
             FileKind::ConfigCopy => "config-copy",
+            FileKind::Journal => "journal",
         }
     }
 }
@@ -66,6 +69,7 @@ impl fmt::Display for FileKind {
             FileKind::Lock => "lock",
             FileKind::Damage => "damage record",
             FileKind::ConfigCopy => "config copy",
+            FileKind::Journal => "journal entry",
         })
     }
 }

@@ -17,7 +17,8 @@ pub async fn run(g: &Global, opts: CheckOptions) -> Result<i32, Failure> {
         ..opts
     };
     let reads = opts.reads_data();
-    let mut repo = super::context::open(g).await?;
+    // A rollback is one of check's findings, not a reason not to check.
+    let mut repo = super::context::open_with(g, lifeboat::repo::rollback::OnRollback::Report).await?;
     let progress = Progress::new();
     let r = {
         // A bar while packs are read; --json prints one object at the end, no status lines.

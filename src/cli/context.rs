@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use anyhow::anyhow;
 use lifeboat::backend;
+use lifeboat::repo::client_state;
+use lifeboat::repo::rollback::OnRollback;
 use lifeboat::repo::snapshot::SnapshotFilter;
-use lifeboat::repo::Repository;
+use lifeboat::repo::{has_config_copy, Repository};
 use lifeboat::util::human_bytes;
 
 use super::password::{self, Sources};
@@ -80,16 +82,39 @@ pub(super) fn as_of_time(g: &Global) -> anyhow::Result<Option<chrono::DateTime<c
 }
 
 /// Opens the repository; with `--as-of`, a read-only view of its past.
+/// A live repository older than its journal or this client's record is
+/// refused (docs/threat-model.md), unless `--accept-rollback`.
 pub(super) async fn open(g: &Global) -> Result<Repository, Failure> {
+    open_with(g, OnRollback::Refuse).await
+}
+
+/// [`open`], with what a rollback does when `--accept-rollback` is not given
+/// (`check` reports it among its findings).
+pub(super) async fn open_with(g: &Global, on_rollback: OnRollback) -> Result<Repository, Failure> {
     let (url, mut backend) = open_live_backend(g).await?;
-    if let Some(t) = as_of_time(g)? {
+    let past = as_of_time(g)?;
+    if let Some(t) = past {
         backend = Arc::new(backend::asof::AsOfBackend::new(backend, t).await?);
     }
-    if !backend.exists().await.map_err(lifeboat::Error::from)? {
+    // A lost config with a copy left is damage, not a missing repository.
+    if !backend.exists().await.map_err(lifeboat::Error::from)? && !has_config_copy(backend.as_ref()).await {
         return Err(lifeboat::Error::RepoNotFound(url).into());
     }
     let pw = get_password(g, false)?;
-    Ok(Repository::open(backend, &pw).await?)
+    let repo = Repository::open(backend, &pw).await?;
+    if past.is_none() {
+        let mode = if g.accept_rollback {
+            OnRollback::Accept
+        } else {
+            on_rollback
+        };
+        let dir = g.state_dir.clone().or_else(client_state::default_dir);
+        if dir.is_none() {
+            tracing::warn!("no state folder (--state-dir, XDG_STATE_HOME or HOME): a rollback is detected only against the journal");
+        }
+        repo.verify_rollback(dir.map(|d| repo.client_state(&d)), mode).await?;
+    }
+    Ok(repo)
 }
 
 pub(super) fn progress_mode(g: &Global) -> Mode {

@@ -85,6 +85,14 @@ pub struct Global {
     /// for snapshots, ls, restore, dump, diff, find, stats, cat, check and repair
     #[arg(long, global = true, value_name = "TIME")]
     pub as_of: Option<String>,
+    /// Go on although the repository is older than this client saw it (or its
+    /// journal says it should be): report what went back, record it, move on
+    #[arg(long, global = true)]
+    pub accept_rollback: bool,
+    /// Where this client keeps its record of each repository's newest state
+    /// (default: $XDG_STATE_HOME/lifeboat or ~/.local/state/lifeboat)
+    #[arg(long, env = "LIFEBOAT_STATE_DIR", global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Read the password from this file
     #[arg(long, env = "LIFEBOAT_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,

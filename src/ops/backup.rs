@@ -51,7 +51,7 @@ pub async fn backup(repo: Repository, opts: &BackupOptions, progress: Arc<Progre
     let mut repo = repo;
     let lease = Lease::acquire(repo.backend().clone(), repo.cipher().clone(), false).await?;
     let res = async {
-        repo.load_index().await?;
+        repo.load_index_readable().await?;
         let repo = Arc::new(repo);
         // Files mode with --snapshot: the walk reads snapshots mounted over the volumes.
         let frozen =

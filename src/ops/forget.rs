@@ -311,6 +311,13 @@ async fn remove_snapshots(repo: &Repository, lease: &Lease, plans: &[GroupPlan])
 /// each; returns how many were deleted (a file already gone is not
 /// counted). Also used by `tag` and `rewrite`, which replace snapshots.
 pub(crate) async fn remove_snapshot_files(repo: &Repository, lease: &Lease, doomed: &[Id]) -> crate::Result<usize> {
+    if !doomed.is_empty() {
+        // On record before anything is deleted, so no client takes the
+        // removal for a rollback (docs/format.md §13).
+        let mut entry = crate::repo::journal::JournalEntry::new("forget");
+        entry.snapshots_removed = doomed.to_vec();
+        repo.commit(lease, entry).await?;
+    }
     let mut removed = 0usize;
     for s in doomed {
         // A lease lost while suspended means another client may already treat

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::backend::FileKind;
+use crate::repo::journal::JournalEntry;
 use crate::repo::keyfile::{KdfParams, KeyFile};
 use crate::repo::lease::Lease;
 use crate::repo::Repository;
@@ -58,7 +59,12 @@ pub async fn list(repo: &Repository) -> Result<Vec<KeyInfo>> {
 /// Adds a key file for `password`; returns its id.
 pub async fn add(repo: &Repository, password: &[u8]) -> Result<String> {
     let lease = Lease::acquire(repo.backend().clone(), repo.cipher().clone(), false).await?;
-    let res = repo.add_key(password, KdfParams::default()).await;
+    let res = async {
+        let name = repo.add_key(password, KdfParams::default()).await?;
+        repo.commit(&lease, JournalEntry::new("key add")).await?;
+        Ok(name)
+    }
+    .await;
     lease.release().await;
     res
 }
@@ -79,7 +85,11 @@ pub async fn remove(repo: &Repository, prefix: &str) -> Result<String> {
         ));
     }
     let lease = Lease::acquire(repo.backend().clone(), repo.cipher().clone(), false).await?;
-    let res = repo.backend().remove(FileKind::Key, &name).await;
+    let res = async {
+        repo.commit(&lease, JournalEntry::new("key remove")).await?;
+        Ok::<_, Error>(repo.backend().remove(FileKind::Key, &name).await?)
+    }
+    .await;
     lease.release().await;
     res?;
     Ok(name)
@@ -91,6 +101,7 @@ pub async fn passwd(repo: &Repository, password: &[u8]) -> Result<String> {
     let lease = Lease::acquire(repo.backend().clone(), repo.cipher().clone(), false).await?;
     let res = async {
         let name = repo.add_key(password, KdfParams::default()).await?;
+        repo.commit(&lease, JournalEntry::new("key passwd")).await?;
         repo.backend().remove(FileKind::Key, repo.key_name()).await?;
         Ok::<_, Error>(name)
     }

@@ -16,7 +16,7 @@ pub async fn ls(
     filter: &SnapshotFilter,
     below: Option<&Path>,
 ) -> Result<Listing> {
-    repo.load_index().await?;
+    repo.load_index_readable().await?;
     let (_, snap) = Snapshot::find(repo, selector, filter).await?;
     let none = PathFilter::new(&[])?;
     let all = listing::collect(repo, &snap.tree, &none, &none).await?;

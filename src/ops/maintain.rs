@@ -121,6 +121,7 @@ pub async fn purge_expired(repo: &Repository, lock: &Lease) -> Result<PurgeSumma
         FileKind::Lock,
         FileKind::Damage,
         FileKind::ConfigCopy,
+        FileKind::Journal,
     ] {
         let mut by_name: HashMap<String, Vec<ObjectVersion>> = HashMap::new();
         for v in store.list_versions(kind).await? {

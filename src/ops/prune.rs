@@ -320,6 +320,9 @@ pub async fn prune(repo: &Repository, lock: &Lease, opts: &PruneOptions) -> Resu
     summary.temporary_bytes_removed = temps.bytes;
     if opts.dry_run {
         summary.index_files_replaced = 0;
+        if !opts.dry_run {
+            repo.compact_journal(lock).await?;
+        }
         return Ok(summary);
     }
     if delete.is_empty() && repack.is_empty() && unreferenced.is_empty() {
@@ -423,6 +426,7 @@ pub async fn prune(repo: &Repository, lock: &Lease, opts: &PruneOptions) -> Resu
     for name in unreferenced.iter().chain(&aside_delete) {
         remove_pack(repo, name).await?;
     }
+    repo.compact_journal(lock).await?;
     Ok(summary)
 }
 

@@ -26,6 +26,7 @@ const CTX_ENC: &str = "lifeboat 2026-11-21 v1 encryption key";
 const CTX_BLOB_ID: &str = "lifeboat 2026-11-21 v1 blob id key";
 const CTX_FILE_ID: &str = "lifeboat 2026-11-21 v1 file id key";
 const CTX_CHUNKER: &str = "lifeboat 2026-11-21 v1 chunker seed";
+const CTX_CLIENT_STATE: &str = "lifeboat 2026-12-04 v1 client state key";
 
 #[derive(Debug, thiserror::Error)]
 #[error("authentication failed")]
@@ -97,6 +98,13 @@ impl MasterKey {
 
     pub fn cipher(&self) -> Cipher {
         Cipher::new(&self.enc)
+    }
+
+    /// Key authenticating this client's local record of the newest
+    /// repository state it saw (`repo::client_state`), so the record cannot
+    /// be edited unnoticed by anyone without the master key.
+    pub fn client_state_key(&self) -> zeroize::Zeroizing<[u8; 32]> {
+        zeroize::Zeroizing::new(blake3::derive_key(CTX_CLIENT_STATE, &self.secret))
     }
 }
 

@@ -251,25 +251,54 @@ impl Drop for Lease {
     }
 }
 
-/// Removes stale locks (or all locks with `all`). Returns how many were removed.
+/// What a lock file in storage is.
+#[derive(Debug)]
+pub enum LockFile {
+    Held(LockInfo),
+    /// Not a lock: too large, not named by an id, or failing to open or
+    /// decode (damage; all clients share the key, so never a live lease).
+    Junk(String),
+    /// Removed since it was listed.
+    Gone,
+}
+
+/// Reads the lock file `f` (as listed). Storage errors are errors.
+pub async fn read_lock_file(
+    backend: &Arc<dyn Backend>,
+    cipher: &Cipher,
+    f: &crate::backend::FileInfo,
+) -> Result<LockFile> {
+    if let Err(e) = repofile::check_size(FileKind::Lock, &f.name, f.size) {
+        return Ok(LockFile::Junk(e.to_string()));
+    }
+    let Ok(id) = f.name.parse::<Id>() else {
+        return Ok(LockFile::Junk("its name is not an id".into()));
+    };
+    let data = match backend.read(FileKind::Lock, &f.name).await {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return Ok(LockFile::Gone),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(match repofile::open(cipher, Magic::Lock, &id, &data, "lock") {
+        Ok(plain) => match serde_json::from_slice(&plain) {
+            Ok(info) => LockFile::Held(info),
+            Err(e) => LockFile::Junk(format!("lock is malformed: {e}")),
+        },
+        Err(e) => LockFile::Junk(e.to_string()),
+    })
+}
+
+/// Removes stale locks (or all locks with `all`), and lock files that hold
+/// no lease (damaged, oversized). Returns how many were removed.
 pub async fn unlock(backend: &Arc<dyn Backend>, cipher: &Cipher, all: bool) -> Result<usize> {
     let now = Utc::now();
     let mut n = 0;
     for f in backend.list(FileKind::Lock).await? {
-        // Too large to be a lock: damage or junk, never a live lease.
-        let oversized = repofile::check_size(FileKind::Lock, &f.name, f.size).is_err();
-        let stale = oversized
-            || match f.name.parse::<Id>() {
-                Ok(id) => match backend.read(FileKind::Lock, &f.name).await {
-                    Ok(d) => repofile::open(cipher, Magic::Lock, &id, &d, "lock")
-                        .ok()
-                        .and_then(|p| serde_json::from_slice::<LockInfo>(&p).ok())
-                        .map(|i| i.is_stale(now))
-                        .unwrap_or(false),
-                    Err(_) => false,
-                },
-                Err(_) => false,
-            };
+        let stale = match read_lock_file(backend, cipher, &f).await? {
+            LockFile::Held(info) => info.is_stale(now),
+            LockFile::Junk(_) => true,
+            LockFile::Gone => continue,
+        };
         if all || stale {
             backend.remove(FileKind::Lock, &f.name).await?;
             n += 1;

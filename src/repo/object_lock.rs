@@ -117,8 +117,9 @@ pub async fn check_bucket(backend: &dyn Backend) -> Result<()> {
     Ok(())
 }
 
-/// Every object the repository needs: config, key files, index files,
-/// snapshot files and the indexed packs present in storage. The repository's
+/// Every object the repository needs: config and its copies, key files,
+/// index files, snapshot files, damage records, journal entries and the
+/// indexed packs present in storage. The repository's
 /// index must be loaded.
 pub async fn needed_objects(repo: &Repository) -> Result<Vec<(FileKind, String)>> {
     let backend = repo.backend();
@@ -129,6 +130,7 @@ pub async fn needed_objects(repo: &Repository) -> Result<Vec<(FileKind, String)>
         FileKind::Index,
         FileKind::Snapshot,
         FileKind::Damage,
+        FileKind::Journal,
     ] {
         for f in backend.list(kind).await? {
             targets.push((kind, f.name));

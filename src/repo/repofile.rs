@@ -3,6 +3,7 @@
 //! Layout (format v1; do not change):
 //! ```text
 //! 0..4   magic       b"LBcf" config | b"LBix" index | b"LBsn" snapshot | b"LBlk" lock
+//!                    | b"LBdm" damage record | b"LBjn" journal entry
 //! 4..6   version     u16 LE, format version of this file (1)
 //! 6..8   flags       u16 LE, bit 0: payload is zstd-compressed; other bits must be 0
 //! 8..    sealed      nonce(24) || ciphertext || tag(16)
@@ -30,6 +31,7 @@ pub enum Magic {
     Snapshot,
     Lock,
     Damage,
+    Journal,
 }
 
 impl Magic {
@@ -40,6 +42,7 @@ impl Magic {
             Magic::Snapshot => b"LBsn",
             Magic::Lock => b"LBlk",
             Magic::Damage => b"LBdm",
+            Magic::Journal => b"LBjn",
         }
     }
 }
@@ -134,7 +137,7 @@ pub fn max_file_size(kind: FileKind) -> u64 {
     match kind {
         FileKind::Config | FileKind::ConfigCopy | FileKind::Key | FileKind::Lock => 64 << 10,
         FileKind::Snapshot | FileKind::Damage => 16 << 20,
-        FileKind::Index => 64 << 20,
+        FileKind::Index | FileKind::Journal => 64 << 20,
         FileKind::Pack => u64::MAX,
     }
 }

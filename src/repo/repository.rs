@@ -47,6 +47,8 @@ pub struct Repository {
     /// Blob copies (blob, pack) found damaged during this run, beyond the
     /// damage records the index was loaded with.
     damaged_now: parking_lot::Mutex<std::collections::HashSet<(Id, Id)>>,
+    /// The journal read so far and this client's record (rollback detection).
+    rollback: crate::repo::rollback::Tracker,
 }
 
 impl std::fmt::Debug for Repository {
@@ -117,25 +119,38 @@ impl Repository {
             config,
             index: Index::new(),
             damaged_now: Default::default(),
+            rollback: Default::default(),
         }
     }
 
     /// Opens an existing repository, trying every key file with the password.
     pub async fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
-        match backend.stat(FileKind::Config, "config").await {
-            Ok(info) => repofile::check_size(FileKind::Config, "config", info.size)?,
-            Err(e) if e.is_not_found() => return Err(Error::RepoNotFound(backend.location())),
-            Err(e) => return Err(e.into()),
+        // The stored config, or why it cannot be used: missing (with a copy
+        // left, it is a repository that lost its config) or too large are
+        // damage, and the copy is tried once the key is known.
+        let stored: Result<Bytes> = async {
+            let info = backend.stat(FileKind::Config, "config").await?;
+            repofile::check_size(FileKind::Config, "config", info.size)?;
+            Ok(backend.read(FileKind::Config, "config").await?)
         }
-        let config_bytes = match backend.read(FileKind::Config, "config").await {
-            Ok(b) => b,
-            Err(e) if e.is_not_found() => return Err(Error::RepoNotFound(backend.location())),
-            Err(e) => return Err(e.into()),
+        .await;
+        let stored = match stored {
+            Err(Error::Backend(e)) if e.is_not_found() => {
+                if !has_config_copy(backend.as_ref()).await {
+                    return Err(Error::RepoNotFound(backend.location()));
+                }
+                Err(Error::format("config", "it is missing"))
+            }
+            Err(e @ (Error::TooLarge { .. } | Error::Backend(BackendError::ShortRead { .. }))) => Err(e),
+            other => Ok(other?),
         };
         // Version first, so a newer repository is named as such (unless the
         // key shows that only the version field is damaged, below).
-        let newer = match repofile::check_header(&config_bytes, Magic::Config, "config") {
-            Err(e @ Error::UnsupportedVersion { .. }) => Some(e),
+        let newer = match stored
+            .as_ref()
+            .map(|b| repofile::check_header(b, Magic::Config, "config"))
+        {
+            Ok(Err(e @ Error::UnsupportedVersion { .. })) => Some(e),
             _ => None,
         };
         let (key, key_name) = match Self::find_key(&backend, password).await {
@@ -143,9 +158,9 @@ impl Repository {
             Err(e) => return Err(newer.unwrap_or(e)),
         };
         let cipher = key.cipher();
-        let config = match decode_config(&cipher, &config_bytes) {
+        let config = match stored.and_then(|b| decode_config(&cipher, &b)) {
             Ok(c) => c,
-            Err(e) if e.is_damage() || matches!(e, Error::UnsupportedVersion { .. }) => {
+            Err(e) if e.is_damage() || matches!(e, Error::UnsupportedVersion { .. } | Error::TooLarge { .. }) => {
                 match config_from_copy(&backend, &cipher).await {
                     Some(c) => {
                         tracing::warn!(
@@ -176,17 +191,32 @@ impl Repository {
                 continue;
             }
             let bytes = backend.read(FileKind::Key, &k.name).await?;
-            let kf = match KeyFile::parse(&k.name, &bytes) {
-                Ok(kf) => kf,
+            let (kf, misnamed) = match KeyFile::parse(&k.name, &bytes) {
+                Ok(kf) => (kf, false),
                 Err(e @ Error::UnsupportedVersion { .. }) => return Err(e),
                 Err(e) => {
                     tracing::debug!("{e}");
                     damaged = Some(e);
-                    continue;
+                    // Intact content under another name (key files swapped
+                    // or renamed) still wraps the master key: the password
+                    // authenticates it, not the name.
+                    match KeyFile::parse(&KeyFile::name_of(&bytes), &bytes) {
+                        Ok(kf) => (kf, true),
+                        Err(_) => continue,
+                    }
                 }
             };
             match kf.open(&k.name, password) {
-                Ok(Some(m)) => return Ok((m, k.name.clone())),
+                Ok(Some(m)) => {
+                    if misnamed {
+                        tracing::warn!(
+                            "key file {} is damaged (its name does not match its content) but opens the repository: \
+                             add a new key (`lifeboat key add`) and remove this one",
+                            crate::util::short_name(&k.name)
+                        );
+                    }
+                    return Ok((m, k.name.clone()));
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::debug!("{e}");
@@ -223,9 +253,26 @@ impl Repository {
     pub fn index(&self) -> &Index {
         &self.index
     }
+    pub(crate) fn tracker(&self) -> &crate::repo::rollback::Tracker {
+        &self.rollback
+    }
 
-    /// Loads every index file into the master index.
+    /// Loads every index file into the master index. An index file that
+    /// cannot be read fails the load: prune, repair and Object Lock upkeep
+    /// must see all of the index, or they would take what it lists for
+    /// garbage.
     pub async fn load_index(&mut self) -> Result<()> {
+        self.load_index_with(false).await
+    }
+
+    /// Loads the index from every index file that can be read; damaged ones
+    /// are reported and skipped. For restore, `ls`, `dump` and backup: they
+    /// lose only what those files list (a backup stores such content anew).
+    pub async fn load_index_readable(&mut self) -> Result<()> {
+        self.load_index_with(true).await
+    }
+
+    async fn load_index_with(&mut self, skip_damaged: bool) -> Result<()> {
         let read = self.read_index_files().await?;
         for name in &read.stray {
             tracing::warn!("ignoring stray file index/{name}");
@@ -233,12 +280,22 @@ impl Repository {
         let mut index = Index::new();
         for (id, file) in read.files {
             let file = match file {
-                // Cannot be an index file: skipping it only costs dedup.
-                Err(e @ Error::TooLarge { .. }) => {
-                    tracing::warn!("ignoring index file {}: {e}", id.short());
+                Ok(f) => f,
+                Err(e @ Error::UnsupportedVersion { .. }) => return Err(e),
+                Err(e) if e.is_damage() || matches!(e, Error::TooLarge { .. }) => {
+                    if !skip_damaged {
+                        return Err(e).context(format!(
+                            "index file {} cannot be read (`lifeboat repair index` rebuilds the index)",
+                            id.short()
+                        ));
+                    }
+                    tracing::warn!(
+                        "skipping index file {}: {e} (`lifeboat repair index` rebuilds the index)",
+                        id.short()
+                    );
                     continue;
                 }
-                other => other?,
+                Err(e) => return Err(e),
             };
             for p in &file.packs {
                 index.add_pack(p);
@@ -296,7 +353,7 @@ impl Repository {
         lease.ensure_valid().await?;
         let written = self.save_index_replacing(supersedes, packs).await?;
         let new: std::collections::HashSet<String> = written.iter().map(|i| i.to_hex()).collect();
-        lease.ensure_valid().await?;
+        self.commit(lease, self.index_replacement(old, &written).await?).await?;
         let mut removed = 0;
         for name in old {
             if !new.contains(name) {
@@ -305,6 +362,29 @@ impl Repository {
             }
         }
         Ok(ReplacedIndex { written, removed })
+    }
+
+    /// The journal entry of an index replacement: the whole index set when
+    /// `old` and `written` are every index file present (prune, `repair
+    /// index`), else what was added and removed.
+    async fn index_replacement(&self, old: &[String], written: &[Id]) -> Result<crate::repo::journal::JournalEntry> {
+        let mut e = crate::repo::journal::JournalEntry::new("index rewrite");
+        let present = self.backend.list(FileKind::Index).await?;
+        let new: std::collections::HashSet<&Id> = written.iter().collect();
+        let whole = present
+            .iter()
+            .all(|f| old.contains(&f.name) || f.name.parse().is_ok_and(|id: Id| new.contains(&id)));
+        if whole {
+            e.index_set = Some(written.to_vec());
+        } else {
+            e.index_added = written.to_vec();
+            e.index_removed = old
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .filter(|id| !new.contains(id))
+                .collect();
+        }
+        Ok(e)
     }
 
     /// Writes an index file for newly uploaded packs; returns its id.
@@ -469,6 +549,12 @@ pub fn decode_config(cipher: &Cipher, bytes: &[u8]) -> Result<Config> {
     }
     config.validate().map_err(|r| Error::format("config", r))?;
     Ok(config)
+}
+
+/// Whether a config copy is stored: a folder without a config but with a
+/// copy is a repository whose config was lost, not an empty place.
+pub async fn has_config_copy(backend: &dyn Backend) -> bool {
+    backend.list(FileKind::ConfigCopy).await.is_ok_and(|l| !l.is_empty())
 }
 
 /// The config from the first intact copy (its bytes hash to its name and

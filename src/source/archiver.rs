@@ -784,7 +784,7 @@ pub async fn backup(
     if let Some(l) = lock {
         l.ensure_valid().await?;
     }
-    saver.finish().await?;
+    let index_files = saver.finish().await?;
     if let Some(l) = lock {
         l.ensure_valid().await?;
     }
@@ -832,6 +832,9 @@ pub async fn backup(
     } else {
         Some(snapshot.save(&repo).await?)
     };
+    if let (Some(id), Some(l)) = (snapshot_id, lock) {
+        repo.commit_added(l, "backup", id, index_files).await;
+    }
     Ok(BackupResult {
         snapshot_id,
         snapshot,

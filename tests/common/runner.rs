@@ -34,24 +34,42 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// A repository and the password used to open it.
+/// A repository, the password used to open it and the client's state
+/// folder (`LIFEBOAT_STATE_DIR`: its record of the newest repository state
+/// it saw, for rollback detection).
 #[derive(Clone, Debug)]
 pub struct Lb {
     pub repo: PathBuf,
     pub password: String,
+    pub state_dir: PathBuf,
 }
 
 impl Lb {
+    /// Each repository path gets its own client: a copy of a repository
+    /// (same id, another path) is opened by another client.
     pub fn new(repo: impl Into<PathBuf>, password: &str) -> Self {
+        let repo = repo.into();
         Lb {
-            repo: repo.into(),
+            state_dir: default_state_dir(&repo),
+            repo,
             password: password.to_string(),
         }
     }
 
-    /// Same repository, another password.
+    /// Same repository and client, another password.
     pub fn with_password(&self, password: &str) -> Self {
-        Lb::new(self.repo.clone(), password)
+        Lb {
+            password: password.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// Same repository, another client (its own state folder).
+    pub fn with_state_dir(&self, dir: impl Into<PathBuf>) -> Self {
+        Lb {
+            state_dir: dir.into(),
+            ..self.clone()
+        }
     }
 
     /// A command for `lifeboat ARGS` with `LIFEBOAT_REPOSITORY` and
@@ -89,6 +107,7 @@ impl Lb {
         }
         c.env("LIFEBOAT_REPOSITORY", &self.repo);
         c.env("LIFEBOAT_PASSWORD", &self.password);
+        c.env("LIFEBOAT_STATE_DIR", &self.state_dir);
         c.stdin(Stdio::null());
     }
 
@@ -152,6 +171,17 @@ impl Lb {
         backup_summary(&out)
     }
 
+    /// The id of the key file this password opens (`key list --json`).
+    pub fn current_key(&self) -> String {
+        let listed = parse_json(&self.run_ok(["key", "list", "--json"]).stdout);
+        listed
+            .as_array()
+            .and_then(|a| a.iter().find(|k| k["current"] == true))
+            .and_then(|k| k["id"].as_str())
+            .expect("no current key in key list --json")
+            .to_string()
+    }
+
     /// `snapshots --json`, parsed.
     pub fn snapshots(&self) -> Vec<Value> {
         let out = self.run_ok(["snapshots", "--json"]);
@@ -181,6 +211,45 @@ impl Lb {
         args.extend(extra.iter().map(OsString::from));
         self.run_ok(args)
     }
+}
+
+/// A repository in a scratch folder keeps its client state next to it
+/// (removed with the folder); any other (the golden fixture, S3) in a
+/// folder of this test process under the temporary directory.
+fn default_state_dir(repo: &Path) -> PathBuf {
+    let tmp = std::env::temp_dir();
+    match (repo.parent(), repo.file_name()) {
+        (Some(p), Some(n)) if p.starts_with(&tmp) && p != tmp => {
+            p.join(format!(".client-state-{}", n.to_string_lossy()))
+        }
+        _ => {
+            // FNV-1a of the location: a short, stable folder name.
+            let h = repo
+                .as_os_str()
+                .as_bytes()
+                .iter()
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+                });
+            tmp.join(format!("lifeboat-test-state-{}", std::process::id()))
+                .join(format!("{h:016x}"))
+        }
+    }
+}
+
+/// Peak RSS of a finished child, in KiB, from `/usr/bin/time -f %M`.
+pub fn peak_rss_kib(lb: &Lb, args: &[&str]) -> (std::process::Output, u64) {
+    let mut c = std::process::Command::new("/usr/bin/time");
+    c.args(["-f", "peak-rss-kib=%M"]).arg(lifeboat()).args(args);
+    lb.apply_env(&mut c);
+    let out = run_cmd(c);
+    let err = stderr_str(&out);
+    let kib = err
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {err}"));
+    (out, kib)
 }
 
 /// Argument list for `backup --json EXTRA... PATHS...`.

@@ -46,8 +46,15 @@ pub enum FindingKind {
     SnapshotFile,
     /// A snapshot path that uses a missing or damaged blob (error).
     Affected,
+    /// A lock file that is damaged or too large to be a lock: it holds no
+    /// lease, `lifeboat unlock` removes it (warning).
+    LockFile,
     /// The local verification state could not be read or saved (warning).
     State,
+    /// The repository is older than its journal or this client's record
+    /// says (a rollback, or a snapshot or index file lost), or that record
+    /// cannot be trusted (error); a journal entry that cannot be read (error).
+    Rollback,
     /// An object without the Object Lock retention the repository's policy
     /// requires (error), or whose lock ends before now + retention (warning:
     /// maintenance is overdue).

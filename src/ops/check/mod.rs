@@ -176,6 +176,35 @@ pub struct CheckReport {
     pub state_file: Option<String>,
 }
 
+/// What opening found about rollback (docs/threat-model.md), as findings.
+fn rollback_findings(repo: &Repository, report: &mut CheckReport) {
+    use crate::repo::rollback::Regression;
+    let Some(r) = repo.rollback_report() else { return };
+    for p in &r.problems {
+        let mut f = Finding::new(FindingKind::Rollback, p.to_string());
+        match p {
+            Regression::SnapshotMissing { snapshot, .. } => {
+                f.snapshot = Some(*snapshot);
+                f = f.file(format!("snapshots/{snapshot}"));
+            }
+            Regression::IndexMissing { index, .. } => f = f.file(format!("index/{index}")),
+            _ => {}
+        }
+        // Accepted (`--accept-rollback`): on record now, a warning.
+        if r.accepted {
+            report.warn(f);
+        } else {
+            report.error(f);
+        }
+    }
+    for name in &r.unreadable_entries {
+        report.error(
+            Finding::new(FindingKind::Rollback, format!("journal entry {name} cannot be read"))
+                .file(format!("journal/{name}")),
+        );
+    }
+}
+
 /// `lifeboat check`: under a shared lease, checks the structure, reads the
 /// data `opts` asks for, and on a live repository with an Object Lock policy
 /// audits the locks of every needed object (loading the repository's index
@@ -190,6 +219,7 @@ pub async fn run(repo: &mut Repository, opts: &CheckOptions, progress: Arc<Progr
         Ok(mut report) => {
             if !opts.past_view {
                 record_damage(repo, &mut report).await;
+                rollback_findings(repo, &mut report);
             }
             if repo.config().object_lock.is_some() && !opts.past_view {
                 locks::audit(repo, &mut report).await;
@@ -243,6 +273,7 @@ async fn check(
     // 0. Key files; leftovers of killed writers.
     structure::check_keys(repo, &mut report).await?;
     structure::check_config(repo, &mut report).await?;
+    structure::check_lock_files(repo, &mut report).await?;
     if !opts.past_view {
         let temps = repo
             .backend()

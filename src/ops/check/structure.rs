@@ -358,10 +358,12 @@ pub(super) async fn report_uses(
 /// The config and each copy of it must be intact and agree (§3).
 pub(super) async fn check_config(repo: &Repository, report: &mut CheckReport) -> Result<()> {
     let backend = repo.backend();
-    let primary = match backend.read(FileKind::Config, "config").await {
-        Ok(b) => crate::repo::decode_config(repo.cipher(), &b),
-        Err(e) => Err(e.into()),
-    };
+    let primary = async {
+        let size = backend.stat(FileKind::Config, "config").await?.size;
+        crate::repo::repofile::check_size(FileKind::Config, "config", size)?;
+        crate::repo::decode_config(repo.cipher(), &backend.read(FileKind::Config, "config").await?)
+    }
+    .await;
     if let Err(e) = primary {
         report.error(
             Finding::new(
@@ -432,6 +434,29 @@ pub(super) async fn check_keys(repo: &Repository, report: &mut CheckReport) -> R
                 )
                 .file(format!("keys/{}", f.name)),
             ),
+        }
+    }
+    Ok(())
+}
+
+/// Lock files that cannot be locks (damaged, oversized, or not named by an
+/// id) hold no lease and block nothing, but they are junk: named here, and
+/// removed by `lifeboat unlock`.
+pub(super) async fn check_lock_files(repo: &Repository, report: &mut CheckReport) -> Result<()> {
+    for f in repo.backend().list(FileKind::Lock).await? {
+        if let crate::repo::lease::LockFile::Junk(why) =
+            crate::repo::lease::read_lock_file(repo.backend(), repo.cipher(), &f).await?
+        {
+            report.warn(
+                Finding::new(
+                    FindingKind::LockFile,
+                    format!(
+                        "lock file {}: {why}; it holds no lease (`lifeboat unlock` removes it)",
+                        crate::util::short_name(&f.name)
+                    ),
+                )
+                .file(format!("locks/{}", f.name)),
+            );
         }
     }
     Ok(())

@@ -51,7 +51,7 @@ pub async fn dump(
     archive: Archive,
     out: &mut (dyn Write + Send),
 ) -> Result<DumpReport> {
-    repo.load_index().await?;
+    repo.load_index_readable().await?;
     let (_, snap) = Snapshot::find(repo, selector, filter).await?;
     if snap.kind == crate::repo::snapshot::SnapshotKind::Volume {
         let bytes = crate::ops::restore_volume::dump(repo, &snap, path, out).await?;

@@ -130,6 +130,7 @@ pub async fn repair_as_of(
         FileKind::Key,
         FileKind::ConfigCopy,
         FileKind::Config,
+        FileKind::Journal,
         FileKind::Snapshot,
     ];
     let mut current_by_kind = HashMap::new();
@@ -162,6 +163,7 @@ pub async fn repair_as_of(
     }
     for kind in [
         FileKind::Snapshot,
+        FileKind::Journal,
         FileKind::Damage,
         FileKind::Index,
         FileKind::Key,
@@ -247,7 +249,37 @@ pub async fn as_of(
     }
     let repo = Repository::open(dyn_view, &password()?).await?;
     let lease = Lease::acquire(repo.backend().clone(), repo.cipher().clone(), true).await?;
-    let res = repair_as_of(&live, &view, &lease, dry_run).await;
+    let res = async {
+        // Read before the newer entries are hidden: the repaired state must
+        // stand above every generation a client may have seen.
+        let live_generation = journal_generation(&live, &repo).await?;
+        let s = repair_as_of(&live, &view, &lease, dry_run).await?;
+        if !dry_run {
+            let past_generation = journal_generation(repo.backend(), &repo).await?;
+            let mut entry = crate::repo::journal::JournalEntry::new("repair --as-of");
+            entry.generation = live_generation.max(past_generation) + 1;
+            let ids = |list: &[String], kind: &str| -> Vec<Id> {
+                list.iter()
+                    .filter_map(|o| o.strip_prefix(kind)?.strip_prefix(' ')?.parse().ok())
+                    .collect()
+            };
+            entry.snapshots_added = ids(&s.restored, "snapshot");
+            entry.snapshots_removed = ids(&s.hidden, "snapshot");
+            entry.index_added = ids(&s.restored, "index");
+            entry.index_removed = ids(&s.hidden, "index");
+            lease.ensure_valid().await?;
+            crate::repo::journal::write_entry(live.as_ref(), repo.key(), repo.cipher(), &entry).await?;
+        }
+        Ok(s)
+    }
+    .await;
     lease.release().await;
     res
+}
+
+/// The highest generation in `backend`'s journal (unreadable entries skipped).
+async fn journal_generation(backend: &std::sync::Arc<dyn crate::backend::Backend>, repo: &Repository) -> Result<u64> {
+    let mut r = crate::repo::journal::JournalReader::default();
+    r.refresh(backend, repo.key(), repo.cipher()).await?;
+    Ok(r.state().generation)
 }

@@ -202,6 +202,18 @@ pub async fn repair_snapshots(
             removed_paths: removed,
         });
     }
+    let mut entry = crate::repo::journal::JournalEntry::new("repair snapshots");
+    entry.snapshots_added = summary.repaired.iter().map(|r| r.repaired).collect();
+    if forget {
+        // Removals on record before the files go (docs/format.md §13).
+        entry.snapshots_removed = originals.iter().copied().collect();
+        entry
+            .snapshots_removed
+            .extend(summary.unreadable.iter().filter_map(|n| n.parse::<Id>().ok()));
+    }
+    if !entry.snapshots_added.is_empty() || !entry.snapshots_removed.is_empty() {
+        repo.commit(lock, entry).await?;
+    }
     if forget {
         lock.ensure_valid().await?;
         for old in originals {

@@ -51,7 +51,7 @@ pub async fn restore(
     let mut repo = repo;
     let lease = Lease::acquire(repo.backend().clone(), repo.cipher().clone(), false).await?;
     let res = async {
-        repo.load_index().await?;
+        repo.load_index_readable().await?;
         let repo = Arc::new(repo);
         let (id, snap) = Snapshot::find(&repo, selector, filter).await?;
         let s = if snap.kind == crate::repo::snapshot::SnapshotKind::Volume {
