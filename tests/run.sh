@@ -40,7 +40,7 @@ cargo clippy --all-targets --locked -- -D warnings
 log "cargo test"
 # Thread count through the environment: criterion benches (run once each in
 # test mode) do not accept libtest's --test-threads flag.
-RUST_TEST_THREADS="${LIFEBOAT_TEST_THREADS:-2}" cargo test --all-targets --locked
+RUST_TEST_THREADS="${LIFEBOAT_TEST_THREADS:-2}" cargo test --all-targets --locked --no-fail-fast
 
 log "benchmark smoke run"
 bash benches/run.sh --smoke

@@ -358,6 +358,13 @@ impl Backend for LocalBackend {
         blocking(move || {
             if let Ok(mut rd) = fs::read_dir(&me.root) {
                 if rd.next().is_some() {
+                    // A repository is there, or other files are.
+                    if me.path(FileKind::Config, "").exists() {
+                        return Err(BackendError::AlreadyExists {
+                            kind: FileKind::Config,
+                            name: format!("{} (a repository exists there)", me.root.display()),
+                        });
+                    }
                     return Err(BackendError::NotEmpty {
                         location: me.root.display().to_string(),
                     });
