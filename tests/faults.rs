@@ -221,7 +221,6 @@ fn storage_failures_fail_cleanly() {
         "fail:create:index:1",
         "fail:create:snapshot:1",
         "drop:create:pack:1",
-        "truncate:read:index:1",
     ] {
         let lb = fresh_repo(&f, "work");
         let before = lb.snapshot_ids();
@@ -231,6 +230,25 @@ fn storage_failures_fail_cleanly() {
         assert_eq!(lb.snapshot_ids(), before, "backup with {fault} committed a snapshot");
         assert_recovers(&f, &lb, &format!("backup with {fault}"));
     }
+    // An index file that reads damaged is skipped with a warning: its blobs
+    // are unknown to this backup, so they are stored again and the snapshot
+    // restores whole (it never builds on the unreadable index).
+    let lb = fresh_repo(&f, "work");
+    let out = with_faults(&lb, &["backup", "--json", &src], "truncate:read:index:1");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "backup with a damaged index read\n{}",
+        describe(&out)
+    );
+    assert!(stderr_str(&out).contains("skipping index file"), "{}", describe(&out));
+    let s = snapshot_id(&backup_summary(&out));
+    let target = f.t.join("verify-skipped-index");
+    let _ = fs::remove_dir_all(&target);
+    lb.run_ok(["restore", &s, "--target", target.to_str().expect("utf-8")]);
+    assert_trees_equal(&f.src, &restored_path(&target, &f.src));
+    fs::remove_dir_all(&target).expect("cleanup");
+    assert_recovers(&f, &lb, "backup with a damaged index read");
     for fault in [
         "fail:create:index:1",
         "fail:remove:pack:1",
