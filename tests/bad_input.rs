@@ -184,32 +184,19 @@ fn truncated_pack_fails_restore_without_silent_damage() {
         .set_len(len - 100)
         .expect("truncate pack");
 
+    // The cut falls in the pack's trailing header; every blob is still
+    // whole at the offsets the index records. Restore proves each blob and
+    // restores them all (nothing unproven), and says the pack is damaged.
     let target = f.t.join("target");
-    let args: Vec<OsString> = vec![
-        "restore".into(),
-        "latest".into(),
-        "--target".into(),
-        target.clone().into(),
-    ];
-    let stderr = fails_cleanly(&f.lb, &args, &[1], "truncated pack");
-    let lower = stderr.to_lowercase();
-    let named = lower.contains(&pack_id[..8])
-        || [
-            "truncat",
-            "pack",
-            "corrupt",
-            "integrity",
-            "authenticat",
-            "checksum",
-            "mac",
-            "short",
-            "eof",
-            "end of file",
-            "damaged",
-        ]
-        .iter()
-        .any(|w| lower.contains(w));
-    assert!(named, "the error does not name the problem: {stderr}");
+    let out =
+        f.lb.run(["restore", "latest", "--target", target.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "truncated pack\n{}", describe(&out));
+    let stderr = stderr_str(&out);
+    assert!(
+        stderr.contains(&pack_id[..8]) && stderr.contains("truncated"),
+        "the warning does not name the pack: {stderr}"
+    );
+    assert_trees_equal(&f.src, &restored_path(&target, &f.src));
 
     // dump either fails cleanly or writes exactly the right bytes.
     let victim = f.src.join("victim.bin");
@@ -304,7 +291,8 @@ fn bit_flips_in_pack_data_are_never_restored_silently() {
         let target = f.t.join(format!("target-{frac}"));
         let out =
             f.lb.run(["restore", "latest", "--target", target.to_str().expect("utf-8")]);
-        assert_eq!(out.status.code(), Some(1), "bit flip at {pos}\n{}", describe(&out));
+        // 3: the rest restored, the damaged file named (partial result).
+        assert_eq!(out.status.code(), Some(3), "bit flip at {pos}\n{}", describe(&out));
         assert_one_line_error(&out, &format!("bit flip at {pos}"));
         let stderr = stderr_str(&out);
         assert!(stderr.contains("victim.bin"), "the damaged file is not named: {stderr}");
