@@ -243,35 +243,13 @@ fn open_target(target: &Path, size: u64, force: bool) -> Result<Target> {
                     target.display()
                 )));
             }
-            let file = OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(target)
-                .map_err(|e| Error::io(target, e))?;
-            file.set_len(size).map_err(|e| Error::io(target, e))?;
-            Ok(Target {
-                file,
-                path: target.to_path_buf(),
-                zero_holes: false,
-            })
+            file_target(OpenOptions::new().write(true).truncate(true), target, size)
         }
         Ok(_) => Err(Error::InvalidArgument(format!(
             "{} is neither a block device nor a regular file",
             target.display()
         ))),
-        Err(_) => {
-            let file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(target)
-                .map_err(|e| Error::io(target, e))?;
-            file.set_len(size).map_err(|e| Error::io(target, e))?;
-            Ok(Target {
-                file,
-                path: target.to_path_buf(),
-                zero_holes: false,
-            })
-        }
+        Err(_) => file_target(OpenOptions::new().write(true).create_new(true), target, size),
     }
 }
 
@@ -297,5 +275,17 @@ fn open_device(dev: &Path, size: u64) -> Result<Target> {
         file,
         path: dev.to_path_buf(),
         zero_holes: true,
+    })
+}
+
+/// An image file target opened with `how`, sized to the volume (holes stay
+/// unwritten, so the file is sparse).
+fn file_target(how: &OpenOptions, target: &Path, size: u64) -> Result<Target> {
+    let file = how.open(target).map_err(|e| Error::io(target, e))?;
+    file.set_len(size).map_err(|e| Error::io(target, e))?;
+    Ok(Target {
+        file,
+        path: target.to_path_buf(),
+        zero_holes: false,
     })
 }
