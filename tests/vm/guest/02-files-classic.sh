@@ -10,7 +10,7 @@ mkfs.ext4 -q /dev/vg0/data
 mkdir -p /srv/data && mount /dev/vg0/data /srv/data
 mkdir /srv/data/docs && seq 1 20000 >/srv/data/docs/numbers && dd if=/dev/urandom of=/srv/data/docs/blob bs=1M count=3 status=none
 $LB init -q
-with_writer /srv/data/log sh -c '/host/lifeboat backup /srv/data --snapshot lvm --json >/tmp/summary.json'
+with_writer /srv/data/log sh -c '/host/lifeboat backup /srv/data --snapshot lvm --snapshot-size 32M --json >/tmp/summary.json'
 tail -n 1 /tmp/summary.json
 grep -q '"provider":"lvm-classic"' /tmp/summary.json || fail "no snapshot reported"
 [ -z "$(lb_snapshots)" ] || fail "snapshot LV left behind: $(lb_snapshots)"
