@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# No incremental caches: a CI build runs once, and they double the target size.
+export CARGO_INCREMENTAL=0
 
 log() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
 
@@ -30,6 +32,9 @@ s3_exports=$(bash tests/harness/s3-up.sh)
 eval "$s3_exports"
 export LIFEBOAT_TEST_REQUIRE_S3=1
 trap 'bash tests/harness/s3-down.sh --purge >/dev/null 2>&1 || true' EXIT
+
+# Free space, for reading a failed run (a full disk shows up as a linker crash).
+df -h . /tmp 2>/dev/null || true
 
 log "cargo fmt --check"
 cargo fmt --check
