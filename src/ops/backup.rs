@@ -54,10 +54,20 @@ pub async fn backup(repo: Repository, opts: &BackupOptions, progress: Arc<Progre
         repo.load_index_readable().await?;
         let repo = Arc::new(repo);
         // Files mode with --snapshot: the walk reads snapshots mounted over the volumes.
-        let frozen =
+        let mut frozen =
             crate::source::freeze::files::for_paths(&opts.paths, opts.snapshot, opts.snapshot_size.as_deref())?;
-        let r = archiver::backup(repo.clone(), opts, progress.clone(), Some(&lease)).await?;
-        let freeze = crate::ops::backup_volume::finish_files_freeze(&repo, frozen, r.snapshot_id.as_ref()).await?;
+        let r = match archiver::backup(repo.clone(), opts, progress.clone(), Some(&lease)).await {
+            Ok(r) => r,
+            Err(e) => {
+                // A snapshot that overflowed while read explains a read error best.
+                if let Some(f) = frozen.as_mut() {
+                    f.verify()?;
+                }
+                return Err(e);
+            }
+        };
+        let freeze =
+            crate::ops::backup_volume::finish_files_freeze(&repo, &lease, frozen, r.snapshot_id.as_ref()).await?;
         Ok::<_, crate::Error>((r, repo, freeze))
     }
     .await;

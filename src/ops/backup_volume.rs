@@ -213,7 +213,7 @@ async fn run(
     saver.save(BlobKind::Tree, tree_id, bytes.into())?;
     let st = saver.stats.clone();
     lease.ensure_valid().await?;
-    saver.finish().await?;
+    let index_files = saver.finish().await?;
     lease.ensure_valid().await?;
     let summary = SnapshotSummary {
         backup_start: Some(start),
@@ -246,6 +246,7 @@ async fn run(
         summary: Some(summary.clone()),
     };
     let snapshot_id = snapshot.save(&repo).await?;
+    repo.commit_added(lease, "backup", snapshot_id, index_files).await;
     if let Some(g) = guard.as_mut() {
         g.committed(&snapshot_id); // a thin snapshot becomes the next run's base only now
     }
@@ -270,9 +271,11 @@ async fn run(
 
 /// Files mode: after the walk, checks the snapshots it read are still valid
 /// and releases them. A snapshot that went invalid (a classic COW overflow)
-/// makes the backup fail and its just-written snapshot file is removed.
+/// makes the backup fail and its just-written snapshot file is removed (the
+/// removal journaled first, so no client takes it for a rollback).
 pub async fn finish_files_freeze(
     repo: &Repository,
+    lease: &Lease,
     frozen: Option<freeze::files::FrozenPaths>,
     saved: Option<&Id>,
 ) -> Result<Vec<FreezeReport>> {
@@ -280,6 +283,17 @@ pub async fn finish_files_freeze(
     if let Err(e) = f.verify() {
         drop(f);
         let Some(saved) = saved else { return Err(e) };
+        let mut entry = crate::repo::journal::JournalEntry::new("backup");
+        entry.snapshots_removed.push(*saved);
+        if let Err(r) = repo.commit(lease, entry).await {
+            // Without the entry the deletion would look like a rollback: keep the file.
+            tracing::error!(
+                "snapshot {} was read from an invalid LVM snapshot and must not be used; \
+                 it could not be taken off the record ({r}): forget it by hand",
+                saved.short()
+            );
+            return Err(e);
+        }
         if let Err(r) = repo
             .backend()
             .remove(crate::backend::FileKind::Snapshot, &saved.to_hex())

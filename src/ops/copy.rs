@@ -186,7 +186,7 @@ async fn copy_under(
             }
         };
         let stats = saver.stats.clone();
-        saver.finish().await?;
+        let index_files = saver.finish().await?;
         let copy = Snapshot {
             tree: root,
             // Parents are ids of the source; they mean nothing here.
@@ -196,6 +196,7 @@ async fn copy_under(
         };
         dst_lease.ensure_valid().await?;
         let new_id = copy.save(&dst).await?;
+        dst.commit_added(dst_lease, "copy", new_id, index_files).await;
         progress.files_done.fetch_add(1, Relaxed);
         report.copied.push(Copied {
             source: id,

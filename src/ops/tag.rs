@@ -139,6 +139,9 @@ async fn tag_under(repo: &mut Repository, lease: &Lease, opts: &TagOptions) -> R
 pub(crate) async fn replace(repo: &Repository, lease: &Lease, old: Id, new: &Snapshot, remove_old: bool) -> Result<Id> {
     lease.ensure_valid().await?;
     let new_id = new.save(repo).await?;
+    if new_id != old {
+        repo.commit_added(lease, "replace", new_id, Vec::new()).await;
+    }
     if remove_old && new_id != old {
         remove_snapshot_files(repo, lease, &[old]).await?;
     }

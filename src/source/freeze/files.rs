@@ -163,12 +163,15 @@ pub fn freeze_paths(
         });
         let guard = match (mode, lv, m.fstype.as_str()) {
             (SnapshotMode::Auto | SnapshotMode::Lvm, Some(lv), _) => {
-                let g = lvm::snapshot(&lv.full_name(), snapshot_size, cancel.clone())?;
+                let mut g = lvm::snapshot(&lv.full_name(), snapshot_size, cancel.clone())?;
                 let dev = g.device().map(Path::to_path_buf).unwrap_or_default();
                 // XFS refuses a second mount of the same UUID.
                 let data = (m.fstype == "xfs").then_some("nouuid");
-                mount(Some(&dev), &m.point, Some(m.fstype.as_str()), MsFlags::MS_RDONLY, data)
-                    .map_err(|e| Error::io(&dev, e.into()))?;
+                if let Err(e) = mount(Some(&dev), &m.point, Some(m.fstype.as_str()), MsFlags::MS_RDONLY, data) {
+                    // A COW area that filled before the mount explains the failure best.
+                    g.verify()?;
+                    return Err(Error::io(&dev, e.into()));
+                }
                 g
             }
             (SnapshotMode::Auto | SnapshotMode::Btrfs, _, "btrfs") if btrfs::is_subvolume(&m.point) => {
